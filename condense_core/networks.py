@@ -1,0 +1,177 @@
+"""Networks: the DM paper's ConvNet family, an MLP and a small ResNet, built by one function.
+
+Every model has `embed(x)` (features before the classifier, used by distribution matching and
+herding) and `classifier` (the last linear layer, used by LCMat). `build_model` builds any of
+them from a name and named options, like timm/torchvision builders.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from .errors import InputError
+
+ACTIVATIONS = ("sigmoid", "relu", "leakyrelu")
+NORMS = ("none", "batchnorm", "layernorm", "instancenorm", "groupnorm")
+POOLS = ("none", "max", "avg")
+MODELS = ("ConvNet", "MLP", "ResNet")
+
+
+def _activation(name: str) -> nn.Module:
+    return {"sigmoid": nn.Sigmoid, "relu": lambda: nn.ReLU(inplace=True),
+            "leakyrelu": lambda: nn.LeakyReLU(0.01, inplace=True)}[name]()
+
+
+def _norm(name: str, c: int, h: int, w: int) -> nn.Module:
+    if name == "batchnorm":
+        return nn.BatchNorm2d(c)
+    if name == "layernorm":
+        return nn.LayerNorm([c, h, w])
+    if name == "instancenorm":
+        return nn.GroupNorm(c, c, affine=True)
+    if name == "groupnorm":
+        return nn.GroupNorm(math.gcd(4, c), c, affine=True)
+    return nn.Identity()
+
+
+class ConvNet(nn.Module):
+    """depth x [conv3x3(width) - norm - act - pool2x2] then a linear classifier.
+
+    Pooling halves the size only while it is above 1x1, so any input from 8x8 up builds.
+    """
+
+    def __init__(self, channels: int, num_classes: int, image_size: tuple[int, int],
+                 width: int = 128, depth: int = 3, act: str = "relu", norm: str = "instancenorm",
+                 pool: str = "avg"):
+        super().__init__()
+        _check("act", act, ACTIVATIONS)
+        _check("norm", norm, NORMS)
+        _check("pool", pool, POOLS)
+        if depth < 1 or width < 1:
+            raise InputError(f"ConvNet needs depth >= 1 and width >= 1, got depth={depth} width={width}")
+        h, w = image_size
+        layers: list[nn.Module] = []
+        c = channels
+        for _ in range(depth):
+            layers += [nn.Conv2d(c, width, 3, padding=1), _norm(norm, width, h, w), _activation(act)]
+            c = width
+            if pool != "none" and min(h, w) > 1:
+                layers.append(nn.MaxPool2d(2) if pool == "max" else nn.AvgPool2d(2))
+                h, w = h // 2, w // 2
+        self.features = nn.Sequential(*layers)
+        self.feature_dim = width * h * w
+        self.classifier = nn.Linear(self.feature_dim, num_classes)
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        return self.features(x).flatten(1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.embed(x))
+
+
+class MLP(nn.Module):
+    """Three-layer perceptron on flattened images (cross-architecture evaluation)."""
+
+    def __init__(self, channels: int, num_classes: int, image_size: tuple[int, int],
+                 width: int = 128, act: str = "relu"):
+        super().__init__()
+        _check("act", act, ACTIVATIONS)
+        d = channels * image_size[0] * image_size[1]
+        self.features = nn.Sequential(nn.Flatten(), nn.Linear(d, width), _activation(act),
+                                      nn.Linear(width, width), _activation(act))
+        self.feature_dim = width
+        self.classifier = nn.Linear(width, num_classes)
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        return self.features(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.embed(x))
+
+
+class _Block(nn.Module):
+    def __init__(self, cin: int, cout: int, stride: int, norm: str, size: tuple[int, int]):
+        super().__init__()
+        h, w = (size[0] + stride - 1) // stride, (size[1] + stride - 1) // stride
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.n1 = _norm(norm, cout, h, w)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.n2 = _norm(norm, cout, h, w)
+        self.short = nn.Identity() if stride == 1 and cin == cout else nn.Sequential(
+            nn.Conv2d(cin, cout, 1, stride, bias=False), _norm(norm, cout, h, w))
+        self.out_size = (h, w)
+
+    def forward(self, x):
+        y = torch.relu(self.n1(self.conv1(x)))
+        return torch.relu(self.n2(self.conv2(y)) + self.short(x))
+
+
+class ResNet(nn.Module):
+    """A small ResNet (one basic block per stage, 4 stages) for cross-architecture evaluation."""
+
+    def __init__(self, channels: int, num_classes: int, image_size: tuple[int, int],
+                 width: int = 32, norm: str = "batchnorm"):
+        super().__init__()
+        _check("norm", norm, NORMS)
+        self.stem = nn.Sequential(nn.Conv2d(channels, width, 3, 1, 1, bias=False),
+                                  _norm(norm, width, *image_size), nn.ReLU(inplace=True))
+        blocks, size, c = [], tuple(image_size), width
+        for i, mult in enumerate((1, 2, 4, 8)):
+            stride = 1 if i == 0 or min(size) <= 1 else 2
+            blocks.append(_Block(c, width * mult, stride, norm, size))
+            size, c = blocks[-1].out_size, width * mult
+        self.blocks = nn.Sequential(*blocks)
+        self.feature_dim = c
+        self.classifier = nn.Linear(c, num_classes)
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        return self.blocks(self.stem(x)).mean(dim=(2, 3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.embed(x))
+
+
+def _check(key: str, value: str, allowed) -> None:
+    if value not in allowed:
+        raise InputError(f"unknown {key} {value!r}: choose from {', '.join(allowed)}")
+
+
+def build_model(name: str, channels: int, num_classes: int, image_size: tuple[int, int],
+                **options) -> nn.Module:
+    """Build `ConvNet`, `MLP` or `ResNet` with named options (width, depth, act, norm, pool)."""
+    key = {m.lower(): m for m in MODELS}.get(str(name).lower())
+    if key is None:
+        raise InputError(f"unknown model {name!r}: choose from {', '.join(MODELS)}")
+    cls = {"ConvNet": ConvNet, "MLP": MLP, "ResNet": ResNet}[key]
+    try:
+        return cls(channels, num_classes, tuple(image_size), **options)
+    except TypeError as e:
+        raise InputError(f"bad option for {key}: {e}") from None
+
+
+def has_batch_stats(model: nn.Module) -> bool:
+    """True if the output of one sample depends on the rest of its batch (batch norm)."""
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+
+
+def reinitialize(model: nn.Module, generator: torch.Generator) -> nn.Module:
+    """Re-draw every weight as PyTorch's default init would, but from `generator` (reproducible).
+
+    Used to get a fresh random network each iteration without touching the global RNG.
+    """
+    for m in model.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            nn.init.kaiming_uniform_(m.weight, a=math.sqrt(5), generator=generator)
+            if m.bias is not None:
+                fan_in = m.weight[0].numel()
+                bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0
+                nn.init.uniform_(m.bias, -bound, bound, generator=generator)
+        elif isinstance(m, (nn.GroupNorm, nn.LayerNorm, nn.modules.batchnorm._BatchNorm)):
+            if getattr(m, "weight", None) is not None:
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.reset_running_stats()
+    return model

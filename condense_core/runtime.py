@@ -1,0 +1,57 @@
+"""Devices, seeded generators, progress bars and version stamps shared by every method."""
+from __future__ import annotations
+
+import sys
+import zlib
+
+import torch
+
+from .errors import InputError
+
+
+def resolve_device(name: str | torch.device = "auto") -> torch.device:
+    """`auto` -> cuda when available, else cpu; `cuda` without a GPU is an input error."""
+    if isinstance(name, torch.device):
+        return name
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise InputError("--device cuda asked for, but no CUDA device is available")
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise InputError(f"unknown device {name!r}: use auto, cpu or cuda") from None
+
+
+def make_generator(seed: int, device: torch.device | str = "cpu", *stream) -> torch.Generator:
+    """A generator seeded from `seed` and an optional stream name/number (never from the clock).
+
+    Different streams of one seed (e.g. `("eval", run)`) give independent, reproducible draws.
+    """
+    key = zlib.crc32(repr((int(seed),) + tuple(stream)).encode())
+    g = torch.Generator(device=torch.device(device))
+    g.manual_seed(key)
+    return g
+
+
+def progress(iterable=None, total=None, desc=None, enabled: bool = True, **kw):
+    """tqdm on a terminal, silent otherwise or when disabled (`--quiet`)."""
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, total=total, desc=desc, leave=False,
+                disable=not (enabled and sys.stderr.isatty()), **kw)
+
+
+def versions() -> dict:
+    import numpy
+    import torchvision
+
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        dcapps_version = version("dcapps")
+    except PackageNotFoundError:
+        dcapps_version = "unknown"
+    return {"dcapps": dcapps_version, "torch": torch.__version__,
+            "torchvision": torchvision.__version__, "numpy": numpy.__version__,
+            "python": sys.version.split()[0]}

@@ -1,0 +1,106 @@
+"""Coreset selection baselines: random, herding and k-center greedy.
+
+Herding and k-center work in the embedding of a network trained briefly on the data
+(`selection_epochs`), as in iCaRL and the coreset literature; they pick `ipc` distinct real
+images per class and return them as a `SyntheticSet` like any condenser.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+
+from .data import ImageData
+from .errors import InputError
+from .evaluate import TrainConfig, train_model
+from .method import Method, pick_per_class
+
+
+@dataclass
+class Selector(Method):
+    """Base of the selectors: `select_class` picks positions within one class."""
+
+    def _run(self, data, device):
+        chosen = self.select(data, device)
+        return data.x_train[chosen], data.y_train[chosen], {"indices": chosen.tolist()}
+
+    def select(self, data: ImageData, device: torch.device) -> torch.Tensor:
+        raise NotImplementedError
+
+
+@dataclass
+class RandomSelector(Selector):
+    name: ClassVar[str] = "random"
+
+    def select(self, data, device):
+        return pick_per_class(data, self.ipc, self.generator(torch.device("cpu")))
+
+
+@dataclass
+class TrainedSelector(Selector):
+    """A selector that looks at the data through a briefly trained network."""
+
+    selection_epochs: int = 10
+
+    def validate(self, data):
+        super().validate(data)
+        if self.selection_epochs < 1:
+            raise InputError(f"--selection-epochs must be >= 1, got {self.selection_epochs}")
+
+    def trained_network(self, data: ImageData, device: torch.device) -> torch.nn.Module:
+        g = self.generator(device, "train")
+        net = self.network(data, device, g)
+        cfg = TrainConfig(epochs=self.selection_epochs, batch_size=128)
+        return train_model(net, data.x_train, data.y_train, cfg, g, self.progress, desc="selection net").eval()
+
+    @torch.no_grad()
+    def features(self, net: torch.nn.Module, x: torch.Tensor, device: torch.device) -> torch.Tensor:
+        return torch.cat([net.embed(x[i:i + 512].to(device)) for i in range(0, len(x), 512)])
+
+    def select(self, data, device):
+        net = self.trained_network(data, device)
+        out = []
+        for c, idx in sorted(data.class_indices().items()):
+            out.append(idx[self.select_class(self.features(net, data.x_train[idx], device)).cpu()])
+        return torch.cat(out)
+
+    def select_class(self, f: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+
+@dataclass
+class Herding(TrainedSelector):
+    """Greedy mean matching: each pick makes the selected mean closest to the class mean."""
+
+    name: ClassVar[str] = "herding"
+
+    def select_class(self, f):
+        mu = f.mean(0)
+        chosen, total = [], torch.zeros_like(mu)
+        available = torch.ones(len(f), dtype=torch.bool, device=f.device)
+        for k in range(1, self.ipc + 1):
+            dist = ((mu[None] - (total[None] + f) / k) ** 2).sum(1)
+            dist[~available] = float("inf")
+            i = int(dist.argmin())
+            chosen.append(i)
+            available[i] = False
+            total = total + f[i]
+        return torch.tensor(chosen)
+
+
+@dataclass
+class KCenter(TrainedSelector):
+    """k-center greedy: start at the sample nearest the class mean, then add the farthest one."""
+
+    name: ClassVar[str] = "kcenter"
+
+    def select_class(self, f):
+        first = int(((f - f.mean(0)) ** 2).sum(1).argmin())
+        chosen = [first]
+        nearest = ((f - f[first]) ** 2).sum(1)
+        for _ in range(self.ipc - 1):
+            i = int(nearest.argmax())
+            chosen.append(i)
+            nearest = torch.minimum(nearest, ((f - f[i]) ** 2).sum(1))
+        return torch.tensor(chosen)

@@ -1,0 +1,5 @@
+import sys
+
+from dcapps.cli import main
+
+sys.exit(main())

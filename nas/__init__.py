@@ -1,0 +1,1 @@
+"""Proxy NAS with NNI."""

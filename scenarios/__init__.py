@@ -1,0 +1,1 @@
+"""Class-incremental benchmarks and the scripted benchmark runner."""
