@@ -75,8 +75,7 @@ class DM(Method):
         aug = DSA() if self.dsa else None
         losses = []
         for it in progress(range(self.iterations), desc=f"{self.name} ipc{self.ipc}", enabled=self.progress):
-            reinitialize(net, g)
-            net.train()
+            net = self.sample_network(net, data, g, it)
             picks = [idx[torch.randperm(len(idx), generator=g, device=device)[:self.batch_real]]
                      for idx in class_idx]
             real_groups = torch.cat([torch.full((len(p),), j, device=device) for j, p in enumerate(picks)])
@@ -92,6 +91,12 @@ class DM(Method):
             opt.step()
             losses.append(loss.item())
         return syn.detach(), label_of_group[syn_groups], {"loss_first": losses[0], "loss_last": losses[-1]}
+
+    def sample_network(self, net: torch.nn.Module, data: ImageData, generator: torch.Generator,
+                       iteration: int) -> torch.nn.Module:
+        """The embedding network of one iteration: DM re-draws every weight at random."""
+        reinitialize(net, generator)
+        return net.train()
 
     def embeddings(self, net, real, real_groups, syn, syn_groups, k):
         """Embeddings of the real (no gradient) and synthetic batches, batched over classes."""
