@@ -1,0 +1,31 @@
+"""Shared fixtures: the bundled digits data (loaded once) and small helper writers."""
+import numpy as np
+import pytest
+import torch
+
+torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="session")
+def digits():
+    from condense_core import load_data
+
+    return load_data("digits")
+
+
+@pytest.fixture(scope="session")
+def digits_arrays():
+    """Raw digits as uint8 N x H x W arrays (a real data set in the .npz layout)."""
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    x = (d.images / 16.0 * 255).round().astype(np.uint8)
+    return x[:1200], d.target[:1200], x[1200:], d.target[1200:]
+
+
+@pytest.fixture
+def digits_npz(tmp_path, digits_arrays):
+    x_tr, y_tr, x_te, y_te = digits_arrays
+    path = tmp_path / "digits.npz"
+    np.savez(path, x_train=x_tr, y_train=y_tr, x_test=x_te, y_test=y_te)
+    return str(path)

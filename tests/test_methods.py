@@ -1,0 +1,103 @@
+import pytest
+import torch
+
+from condense_core import InputError, make_method
+from condense_core.dm import DM
+from condense_core.networks import reinitialize
+
+SMALL = {"model_options": {"width": 16}, "device": "cpu"}
+
+
+def fixed_net_loss(method, data, syn_x, nets=6):
+    """DM's matching loss of a set under a fixed sample of random networks (no augmentation)."""
+    g = torch.Generator().manual_seed(123)
+    net = method.network(data, torch.device("cpu"), g)
+    k = data.num_classes
+    real_groups, syn_groups = data.y_train, torch.arange(k).repeat_interleave(method.ipc)
+    total = 0.0
+    for _ in range(nets):
+        reinitialize(net, g)
+        with torch.no_grad():
+            total += method.match_loss(net, data.x_train, real_groups, syn_x, syn_groups, k, None).item()
+    return total / nets
+
+
+class FixedNetDM(DM):
+    """DM whose embedding network is drawn once: its loss must then fall steadily."""
+
+    def sample_network(self, net, data, generator, iteration):
+        return super().sample_network(net, data, generator, iteration) if iteration == 0 else net
+
+
+def test_dm_loss_decreases_under_one_network(digits):
+    syn = FixedNetDM(ipc=2, iterations=60, batch_real=64, init="noise", dsa=False, seed=0, **SMALL).condense(digits)
+    assert syn.meta["loss_last"] < 0.6 * syn.meta["loss_first"]
+
+
+def test_dm_lowers_loss_under_unseen_random_networks(digits):
+    cfg = dict(ipc=2, batch_real=64, lr_img=10.0, init="noise", dsa=False, seed=0, **SMALL)
+    dm = make_method("dm", iterations=100, **cfg)
+    syn = dm.condense(digits)
+    init = make_method("dm", iterations=1, **{**cfg, "lr_img": 1e-9}).condense(digits)
+    assert syn.images.shape == (20, 1, 8, 8) and syn.labels.tolist() == sorted(syn.labels.tolist())
+    assert fixed_net_loss(dm, digits, syn.images) < 0.95 * fixed_net_loss(dm, digits, init.images)
+    assert syn.meta["method"] == "dm" and syn.meta["iterations"] == 100 and syn.meta["seed"] == 0
+
+
+def test_dm_is_deterministic_and_seeded(digits):
+    a = make_method("dm", ipc=1, iterations=5, seed=7, **SMALL).condense(digits)
+    b = make_method("dm", ipc=1, iterations=5, seed=7, **SMALL).condense(digits)
+    c = make_method("dm", ipc=1, iterations=5, seed=8, **SMALL).condense(digits)
+    assert torch.equal(a.images, b.images) and not torch.equal(a.images, c.images)
+
+
+def test_dm_with_batchnorm_and_noise_init(digits):
+    dm = make_method("dm", ipc=1, iterations=3, init="noise", dsa=False,
+                     model_options={"width": 8, "norm": "batchnorm"}, device="cpu")
+    syn = dm.condense(digits.subset([1, 4]))
+    assert syn.labels.tolist() == [1, 4] and torch.isfinite(syn.images).all()
+
+
+@pytest.mark.parametrize("name", ["random", "herding", "kcenter"])
+def test_selectors_pick_distinct_real_images(digits, name):
+    cfg = {"selection_epochs": 1} if name != "random" else {}
+    sel = make_method(name, "select", ipc=5, seed=0, **SMALL, **cfg)
+    syn = sel.condense(digits)
+    idx = torch.tensor(syn.meta["indices"])
+    assert len(idx) == 50 and len(set(idx.tolist())) == 50
+    assert torch.equal(syn.images, digits.x_train[idx]) and torch.equal(syn.labels, digits.y_train[idx])
+    assert torch.bincount(syn.labels).tolist() == [5] * 10
+
+
+def test_herding_mean_is_closer_than_random(digits):
+    """Herding's picks match the class mean (in its feature space) better than random picks."""
+    h = make_method("herding", "select", ipc=5, selection_epochs=1, **SMALL)
+    net = h.trained_network(digits, torch.device("cpu"))
+    f = h.features(net, digits.x_train, torch.device("cpu"))
+    cls = digits.class_indices()[3]
+    picked = cls[h.select_class(f[cls])]
+    rand = cls[torch.randperm(len(cls), generator=torch.Generator().manual_seed(0))[:5]]
+    gap = lambda idx: (f[idx].mean(0) - f[cls].mean(0)).norm()  # noqa: E731
+    assert gap(picked) < gap(rand)
+
+
+@pytest.mark.parametrize("name, cfg, message", [
+    ("dm", {"ipc": 0}, "--ipc must be >= 1"),
+    ("dm", {"ipc": 500}, "larger than the smallest class"),
+    ("random", {"ipc": 500}, "larger than the smallest class"),
+    ("dm", {"ipc": 1, "iterations": 0}, "--iterations"),
+    ("dm", {"ipc": 1, "init": "zeros"}, "--init"),
+])
+def test_bad_settings(digits, name, cfg, message):
+    with pytest.raises(InputError, match=message):
+        make_method(name, **cfg).condense(digits)
+
+
+def test_noise_init_may_exceed_class_size(digits):
+    syn = DM(ipc=130, iterations=1, init="noise", **SMALL).condense(digits.subset([0]))
+    assert len(syn) == 130
+
+
+def test_unknown_method():
+    with pytest.raises(InputError, match="unknown method"):
+        make_method("magic")
