@@ -43,6 +43,7 @@ def progress(iterable=None, total=None, desc=None, enabled: bool = True, **kw):
 
 
 def versions() -> dict:
+    """Versions of the libraries a result depends on (stored in every SyntheticSet's metadata)."""
     import numpy
     import torchvision
 
@@ -52,6 +53,7 @@ def versions() -> dict:
         dcapps_version = version("dcapps")
     except PackageNotFoundError:
         dcapps_version = "unknown"
-    return {"dcapps": dcapps_version, "torch": torch.__version__,
-            "torchvision": torchvision.__version__, "numpy": numpy.__version__,
-            "python": sys.version.split()[0]}
+    found = {"dcapps": dcapps_version, "torch": torch.__version__,
+             "torchvision": torchvision.__version__, "numpy": numpy.__version__,
+             "python": sys.version.split()[0]}
+    return {k: str(v) for k, v in found.items()}  # plain str: torch's TorchVersion does not unpickle safely

@@ -1,0 +1,120 @@
+"""The CLI end to end on digits with tiny settings, and every bad input: exit 2, one line, nothing
+half-written at --out."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from condense_core import SyntheticSet
+from dcapps.cli import main
+
+TINY = ["--quiet", "--model", "ConvNet"]
+
+
+def run_cli(capsys, *argv):
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def last_json(out):
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def test_condense_select_evaluate_end_to_end(tmp_path, capsys):
+    dm_out, sel_out = tmp_path / "dm.pt", tmp_path / "herding.pt"
+    code, out, err = run_cli(capsys, "condense", "--data", "digits", "--method", "dm", "--ipc", 2,
+                             "--iterations", 5, "--batch-real", 32, "--seed", 3, "--png",
+                             "--out", dm_out, "--json", *TINY)
+    assert code == 0, err
+    res = last_json(out)
+    assert res["images"] == 20 and os.path.exists(res["png"])
+    syn = SyntheticSet.load(str(dm_out))
+    assert syn.meta["method"] == "dm" and syn.meta["iterations"] == 5 and syn.meta["seed"] == 3
+    assert syn.meta["batch_real"] == 32 and syn.meta["data"] == "digits"
+
+    code, out, err = run_cli(capsys, "select", "--data", "digits", "--method", "herding", "--ipc", 2,
+                             "--selection-epochs", 1, "--out", sel_out, *TINY)
+    assert code == 0, err
+    assert SyntheticSet.load(str(sel_out)).meta["method"] == "herding"
+
+    code, out, err = run_cli(capsys, "evaluate", dm_out, "--data", "digits", "--runs", 2,
+                             "--epochs", 3, "--json", "--quiet")
+    assert code == 0, err
+    res = last_json(out)
+    assert len(res["accuracies"]) == 2 and 0.0 <= res["mean"] <= 1.0
+    assert res["set_meta"]["method"] == "dm"
+
+    code, out, err = run_cli(capsys, "evaluate", "--full", "--data", "digits", "--runs", 1,
+                             "--epochs", 1, "--json", "--quiet")
+    assert code == 0 and last_json(out)["set"] == "full"
+
+
+def test_console_script_runs_and_help_is_cheap(tmp_path):
+    exe = os.path.join(os.path.dirname(sys.executable), "dcapps")
+    done = subprocess.run([exe, "--help"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and "condense" in done.stdout
+    done = subprocess.run([exe, "condense", "--data", "nowhere.npz", "--method", "dm", "--ipc", "1",
+                           "--out", str(tmp_path / "x.pt")], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in done.stderr
+
+
+@pytest.fixture
+def bad_files(tmp_path):
+    """A corrupt .pt, a foreign .pt, and .npz files with each kind of defect."""
+    (tmp_path / "corrupt.pt").write_bytes(b"\x00not a torch file")
+    torch.save({"state_dict": {}}, tmp_path / "foreign.pt")
+    x = np.zeros((20, 8, 8), np.uint8)
+    y = np.repeat(np.arange(2), 10)
+    np.savez(tmp_path / "missing.npz", x_train=x, y_train=y, x_test=x)
+    np.savez(tmp_path / "lengths.npz", x_train=x, y_train=y[:15], x_test=x, y_test=y)
+    np.savez(tmp_path / "floatlabels.npz", x_train=x, y_train=y + 0.5, x_test=x, y_test=y)
+    return tmp_path
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["condense", "--data", "{d}/absent.npz", "--method", "dm", "--ipc", "1"], "not found"),
+    (["condense", "--data", "imagenet", "--method", "dm", "--ipc", "1"], "imagenet"),
+    (["condense", "--data", "digits", "--method", "magic", "--ipc", "1"], "magic"),
+    (["condense", "--data", "digits", "--method", "dm", "--ipc", "0"], "--ipc"),
+    (["condense", "--data", "digits", "--method", "dm", "--ipc", "1000"], "smallest class"),
+    (["select", "--data", "digits", "--method", "random", "--ipc", "1000"], "smallest class"),
+    (["condense", "--data", "digits", "--method", "dm", "--ipc", "1", "--iterations", "0"], "--iterations"),
+    (["condense", "--data", "{d}/missing.npz", "--method", "dm", "--ipc", "1"], "y_test"),
+    (["condense", "--data", "{d}/lengths.npz", "--method", "dm", "--ipc", "1"], "length"),
+    (["condense", "--data", "{d}/floatlabels.npz", "--method", "dm", "--ipc", "1"], "integer"),
+    (["condense", "--data", "digits", "--method", "dm", "--ipc", "x"], "invalid int"),
+    (["evaluate", "{d}/absent.pt", "--data", "digits"], "not found"),
+    (["evaluate", "{d}/corrupt.pt", "--data", "digits"], "not a readable"),
+    (["evaluate", "{d}/foreign.pt", "--data", "digits"], "not a dcapps SyntheticSet"),
+    (["evaluate", "--data", "digits"], "--full"),
+])
+def test_bad_input_exits_2_with_one_line(bad_files, capsys, argv, message):
+    out_file = bad_files / "out.pt"
+    argv = [a.format(d=bad_files) for a in argv]
+    if argv[0] != "evaluate":
+        argv += ["--out", str(out_file)]
+    code, out, err = run_cli(capsys, *argv, "--quiet")
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and message.lower() in lines[0].lower(), err
+    assert not out_file.exists()
+
+
+def test_failed_run_leaves_existing_output_untouched(tmp_path, capsys):
+    out_file = tmp_path / "keep.pt"
+    out_file.write_bytes(b"precious")
+    code, _, err = run_cli(capsys, "condense", "--data", "digits", "--method", "dm", "--ipc", "1000",
+                           "--out", out_file, "--quiet")
+    assert code == 2 and out_file.read_bytes() == b"precious"
+    assert [p.name for p in tmp_path.iterdir()] == ["keep.pt"]
+
+
+def test_out_must_be_a_file(tmp_path, capsys):
+    code, _, err = run_cli(capsys, "select", "--data", "digits", "--method", "random", "--ipc", "1",
+                           "--out", tmp_path, "--quiet")
+    assert code == 2 and "directory" in err
