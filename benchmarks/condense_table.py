@@ -19,25 +19,28 @@ import platform
 import statistics
 import sys
 import time
+from dataclasses import fields
 
 import torch
 
 from condense_core import TrainConfig, evaluate, load_data, make_method
-from condense_core.registry import CONDENSERS
+from condense_core.registry import CONDENSERS, SELECTORS
 from condense_core.synthetic import atomic_write_text
 
 SUFFIX_KIND = {"-s": "select", "-c": "condense"}
 
 
 def build(name: str, ipc: int, seed: int, iterations: int, extra: dict):
-    """The method behind a table name (`lcmat-s` -> LCMat selection), configured."""
+    """The method behind a table name (`lcmat-s` -> LCMat selection), configured; settings in
+    `extra` (and `iterations`) go to the methods that have them."""
     kind = SUFFIX_KIND.get(name[-2:], "any")
     base = name[:-2] if kind != "any" else name
-    is_condenser = kind == "condense" or (kind == "any" and base in CONDENSERS)
-    cfg = {"ipc": ipc, "seed": seed, **extra}
-    if is_condenser:
-        cfg["iterations"] = iterations
-    return make_method(base, kind, **cfg)
+    table = {"condense": CONDENSERS, "select": SELECTORS}.get(kind) or {**SELECTORS, **CONDENSERS}
+    if base not in table:
+        return make_method(base, kind)  # raises the registry's "unknown method" error
+    own = {f.name for f in fields(table[base])}
+    cfg = {k: v for k, v in {"iterations": iterations, **extra}.items() if k in own}
+    return make_method(base, kind, ipc=ipc, seed=seed, **cfg)
 
 
 def summary(values: list[float]) -> str:

@@ -3,11 +3,13 @@ from __future__ import annotations
 
 from .dm import DM
 from .errors import InputError
+from .lcmat import LCMatC, LCMatS
 from .method import Method
 from .selectors import Herding, KCenter, RandomSelector
 
-CONDENSERS: dict[str, type[Method]] = {"dm": DM}
-SELECTORS: dict[str, type[Method]] = {"random": RandomSelector, "herding": Herding, "kcenter": KCenter}
+CONDENSERS: dict[str, type[Method]] = {"dm": DM, "lcmat": LCMatC}
+SELECTORS: dict[str, type[Method]] = {"random": RandomSelector, "herding": Herding, "kcenter": KCenter,
+                                      "lcmat": LCMatS}
 
 
 def make_method(name: str, kind: str = "any", **config) -> Method:

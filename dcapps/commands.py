@@ -60,9 +60,15 @@ def add_arguments(name: str, p: argparse.ArgumentParser) -> None:
         p.add_argument("--init", choices=("real", "noise"), default=None)
         p.add_argument("--no-dsa", dest="dsa", action="store_false", default=None,
                        help="no differentiable Siamese augmentation")
+        p.add_argument("--rho", type=float, default=None, help="lcmat: neighbourhood radius (1.0)")
+        p.add_argument("--pool-size", type=int, default=None,
+                       help="lcmat: briefly trained networks to draw from (8; 0 = random like dm)")
+        p.add_argument("--net-epochs", type=int, default=None, help="lcmat: epochs of each pool network (5)")
     else:
         p.add_argument("--selection-epochs", type=int, default=None,
                        help="epochs of the network that herding/kcenter/lcmat look through (10)")
+        p.add_argument("--k", type=int, default=None, help="lcmat: Hessian coordinates compared (100)")
+        p.add_argument("--eps", type=float, default=None, help="lcmat: weight of the curvature distance (0.01)")
     add_run_arguments(p)
 
 

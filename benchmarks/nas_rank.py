@@ -1,0 +1,100 @@
+"""Rank-evaluation table of NAS proxies: DM vs random subset vs herding vs early stopping.
+
+For every seed: condense a DM proxy with that seed (`dcapps condense`), then run
+`dcapps nas rank-eval` on `--archs` architectures sampled with that seed, which trains each one
+on every proxy and on the whole training set. The table shows mean +- std over seeds of the
+rank correlations, of the whole-data accuracy of the architecture each proxy picks, and the
+time against whole-data training. Per-seed results are cached in `--out-dir`, so an interrupted
+run continues where it stopped.
+
+    OMP_NUM_THREADS=1 nice -n 5 python benchmarks/nas_rank.py --data digits --seeds 0,1 \
+        --archs 20 --ipc 10 --iterations 300 --epochs 300 --full-epochs 100 --out-dir runs/nas
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+
+from dcapps.cli import main as dcapps
+
+
+def run_seed(args, seed: int) -> dict:
+    """One seed: DM proxy (cached) and rank-eval result (cached)."""
+    name = os.path.splitext(os.path.basename(args.data.rstrip("/")))[0]
+    proxy = os.path.join(args.out_dir, f"{name}_dm_ipc{args.ipc}_s{seed}.pt")
+    result = os.path.join(args.out_dir, f"rank_{name}_s{seed}.json")
+    if not os.path.isfile(proxy):
+        _check(dcapps(["condense", "--data", args.data, "--method", "dm", "--ipc", str(args.ipc),
+                       "--iterations", str(args.iterations), "--seed", str(seed), "--quiet", "--out", proxy]))
+    if not os.path.isfile(result):
+        _check(dcapps(["nas", "rank-eval", "--data", args.data, "--proxy", proxy, "--space", args.space,
+                       "--archs", str(args.archs), "--seed", str(seed), "--epochs", str(args.epochs),
+                       "--full-epochs", str(args.full_epochs), "--baselines", "random,herding,early",
+                       "--quiet", "--out", result]))
+    with open(result) as f:
+        return json.load(f)
+
+
+def _check(rc: int) -> None:
+    if rc:
+        sys.exit(rc)
+
+
+def mean_std(values: list, scale: float = 1.0, digits: int = 2) -> str:
+    values = [v * scale for v in values if v is not None]
+    if not values:
+        return "n/a"
+    s = statistics.pstdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.mean(values):.{digits}f} ± {s:.{digits}f}"
+
+
+def table(results: list[dict]) -> str:
+    """Markdown table: one row per proxy, mean ± std over seeds."""
+    rows = ["| proxy | images | epochs | Spearman | Kendall | Spearman top-10 | Kendall top-10 | "
+            "whole-data acc. of pick (%) | train s | build s | speed-up: train (incl. build) |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for i, first in enumerate(results[0]["summary"]):
+        per_seed = [r["summary"][i] for r in results]
+        rows.append(f"| {first['proxy']} | {first['images']} | {first['epochs']} | "
+                    + " | ".join(mean_std([s[k] for s in per_seed]) for k in
+                                 ("spearman", "kendall", "spearman_top10", "kendall_top10"))
+                    + f" | {mean_std([s['picked_full_accuracy'] for s in per_seed], 100, 1)}"
+                    + f" | {mean_std([s['train_s'] for s in per_seed], digits=0)}"
+                    + f" | {mean_std([s['make_s'] for s in per_seed], digits=0)}"
+                    + f" | {mean_std([results[j]['full_s'] / s['train_s'] for j, s in enumerate(per_seed)], digits=1)}x"
+                    + f" ({mean_std([s['speedup'] for s in per_seed], digits=1)}x) |")
+    rows.append(f"| whole data (reference) | {results[0]['full_images']} | {results[0]['full_train']['epochs']} "
+                f"| 1 | 1 | 1 | 1 | {mean_std([r['best_full_accuracy'] for r in results], 100, 1)} "
+                f"| {mean_std([r['full_s'] for r in results], digits=0)} | 0 | 1x |")
+    return "\n".join(rows)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data", default="digits")
+    p.add_argument("--seeds", default="0,1")
+    p.add_argument("--space", default="small")
+    p.add_argument("--archs", type=int, default=20)
+    p.add_argument("--ipc", type=int, default=10)
+    p.add_argument("--iterations", type=int, default=300, help="DM iterations")
+    p.add_argument("--epochs", type=int, default=300, help="training epochs on each proxy")
+    p.add_argument("--full-epochs", type=int, default=100, help="training epochs on the whole data")
+    p.add_argument("--out-dir", default="runs/nas")
+    args = p.parse_args(argv)
+    os.makedirs(args.out_dir, exist_ok=True)
+    results = [run_seed(args, int(s)) for s in args.seeds.split(",")]
+    print(f"{args.data}: {args.archs} architectures of the {args.space} space per seed, seeds {args.seeds}; "
+          f"DM ipc {args.ipc}, {args.iterations} iterations; {args.epochs} epochs on proxies, "
+          f"{args.full_epochs} on the whole data; time = training (+ building the proxy); "
+          f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, "
+          f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}")
+    print(table(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,195 @@
+"""Loss-curvature matching (Shin et al., AISTATS 2023): LCMat-S selection and LCMat-C condensation.
+
+LCMat makes the reduced set's loss match the full set's loss not only at the current parameters
+but over a neighbourhood of radius rho around them; the worst-case gap is bounded by a gradient
+gap plus a curvature (Hessian) gap. Both halves work on the last linear layer (the classifier)
+of a network, where cross-entropy has closed forms: for features f, probabilities p and one-hot
+label y, the per-sample gradient is (p - y) x [f, 1] and the Hessian diagonal p(1 - p) x [f^2, 1]
+(outer products). Keeping them as the two factors of the outer product lets selection compute
+every pairwise gradient distance from two small Gram matrices, never from per-sample gradients.
+
+- `LCMatS` (`select --method lcmat`): per class, greedy facility location with similarity
+  max - ||g_i - g_j||_2 - eps * ||h_i - h_j||_1, h restricted to the `k` Hessian-diagonal
+  coordinates of highest variance within the class, in a briefly trained network.
+- `LCMatC` (`condense --method lcmat`): DM plus, per class, rho times the squared gap of the
+  mean last-layer gradient and rho^2/2 times the squared gap of the mean Hessian diagonal between
+  the real batch and the synthetic images (rho = 0 is DM); the network of each iteration is drawn
+  from a pool of briefly trained networks (`pool_size`; 0 draws a random one each iteration, as
+  DM does).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+
+from .data import ImageData
+from .dm import DM, class_means
+from .errors import InputError
+from .evaluate import TrainConfig, train_model
+from .selectors import TrainedSelector
+
+CHUNK_ELEMENTS = 1 << 22  # rows x n entries handled at once: bounds the temporaries of a class
+
+
+def head_factors(classifier: torch.nn.Linear, f: torch.Tensor, y: torch.Tensor
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Factors (a, u, q, v) of the cross-entropy's per-sample gradient a_i x u_i and Hessian
+    diagonal q_i x v_i with respect to the classifier's weight and bias (flattened row by row,
+    the bias as the last column): a = p - onehot(y), u = [f, 1], q = p(1 - p), v = [f^2, 1]."""
+    p = F.softmax(classifier(f), dim=1)
+    a = p - F.one_hot(y, p.shape[1]).to(p.dtype)
+    u = f if classifier.bias is None else torch.cat([f, torch.ones_like(f[:, :1])], dim=1)
+    v = f ** 2 if classifier.bias is None else torch.cat([f ** 2, torch.ones_like(f[:, :1])], dim=1)
+    return a, u, p * (1 - p), v
+
+
+def top_variance_hessian(q: torch.Tensor, v: torch.Tensor, k: int) -> torch.Tensor:
+    """The n x k Hessian-diagonal entries q_i[c] v_i[j] at the k coordinates (c, j) whose variance
+    over the n samples is highest, computed from the factors (no n x C x D array)."""
+    n = len(q)
+    mean = q.T @ v / n
+    var = (q ** 2).T @ (v ** 2) / n - mean ** 2
+    top = var.flatten().topk(min(k, var.numel())).indices
+    return q[:, top // v.shape[1]] * v[:, top % v.shape[1]]
+
+
+def _row_chunks(n: int):
+    step = max(1, CHUNK_ELEMENTS // max(n, 1))
+    return (slice(i, min(i + step, n)) for i in range(0, n, step))
+
+
+def curvature_distances(a: torch.Tensor, u: torch.Tensor, h: torch.Tensor, eps: float) -> torch.Tensor:
+    """n x n matrix ||g_i - g_j||_2 + eps ||h_i - h_j||_1 with g_i = a_i x u_i.
+
+    <g_i, g_j> = <a_i, a_j><u_i, u_j>, so the gradient distances come from two Gram matrices;
+    rows are done in chunks, so the only quadratic array is the n x n result (float32)."""
+    a, u, h = a.double(), u.double(), h.double()
+    sq = (a ** 2).sum(1) * (u ** 2).sum(1)
+    out = torch.empty(len(a), len(a), dtype=torch.float32, device=a.device)
+    for r in _row_chunks(len(a)):
+        gram = (a[r] @ a.T) * (u[r] @ u.T)
+        dist = (sq[r, None] + sq[None] - 2 * gram).clamp_min(0).sqrt()
+        if eps > 0:
+            dist = dist + eps * torch.cdist(h[r], h, p=1)
+        out[r] = dist.float()
+    return out
+
+
+def facility_location(sim: torch.Tensor, m: int) -> torch.Tensor:
+    """Greedy maximisation of sum_i max_{j in S} sim[i, j] over sets S of m distinct columns."""
+    n = len(sim)
+    best = torch.zeros(n, dtype=sim.dtype, device=sim.device)
+    taken = torch.zeros(n, dtype=torch.bool, device=sim.device)
+    chosen = []
+    for _ in range(m):
+        gains = torch.zeros(n, dtype=torch.float64, device=sim.device)
+        for r in _row_chunks(n):
+            gains += (sim[r] - best[r, None]).clamp_min(0).sum(0, dtype=torch.float64)
+        gains[taken] = -float("inf")
+        j = int(gains.argmax())
+        chosen.append(j)
+        taken[j] = True
+        best = torch.maximum(best, sim[:, j])
+    return torch.tensor(chosen)
+
+
+@dataclass
+class LCMatS(TrainedSelector):
+    """LCMat-S: per class, the `ipc` samples whose last-layer gradients and curvatures cover
+    the class best (facility location), in a network trained for `selection_epochs`."""
+
+    k: int = 100
+    eps: float = 0.01
+
+    name: ClassVar[str] = "lcmat"
+
+    def validate(self, data):
+        super().validate(data)
+        if self.k < 1:
+            raise InputError(f"--k must be >= 1, got {self.k}")
+        if self.eps < 0:
+            raise InputError(f"--eps must be >= 0, got {self.eps}")
+
+    def select(self, data, device):
+        net = self.trained_network(data, device)
+        out = []
+        for c, idx in sorted(data.class_indices().items()):
+            f = self.features(net, data.x_train[idx], device)
+            out.append(idx[self.select_class(net.classifier, f, c).cpu()])
+        return torch.cat(out)
+
+    @torch.no_grad()
+    def select_class(self, classifier: torch.nn.Linear, f: torch.Tensor, label: int) -> torch.Tensor:
+        """Positions (within the class) of the `ipc` samples picked from features `f`."""
+        a, u, q, v = head_factors(classifier, f, torch.full((len(f),), label, device=f.device))
+        dist = curvature_distances(a, u, top_variance_hessian(q, v, self.k), self.eps)
+        return facility_location(dist.max() - dist, self.ipc)
+
+
+def head_moments(classifier: torch.nn.Linear, f: torch.Tensor, y: torch.Tensor, groups: torch.Tensor,
+                 n_groups: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per group, the mean last-layer gradient and mean Hessian diagonal (n_groups x C x D each)."""
+    a, u, q, v = head_factors(classifier, f, y)
+    grads, hess = [], []
+    for j in range(n_groups):
+        sel = groups == j
+        n = sel.sum().clamp_min(1)
+        grads.append(a[sel].T @ u[sel] / n)
+        hess.append(q[sel].T @ v[sel] / n)
+    return torch.stack(grads), torch.stack(hess)
+
+
+@dataclass
+class LCMatC(DM):
+    """LCMat-C: distribution matching plus last-layer gradient and curvature matching."""
+
+    rho: float = 1.0
+    pool_size: int = 8
+    net_epochs: int = 5
+
+    name: ClassVar[str] = "lcmat"
+
+    def validate(self, data):
+        super().validate(data)
+        if self.rho < 0:
+            raise InputError(f"--rho must be >= 0, got {self.rho}")
+        if self.pool_size < 0:
+            raise InputError(f"--pool-size must be >= 0, got {self.pool_size}")
+        if self.pool_size > 0 and self.net_epochs < 1:
+            raise InputError(f"--net-epochs must be >= 1, got {self.net_epochs}")
+
+    def _run(self, data, device):
+        self._pool = [self.pool_network(data, device, i) for i in range(self.pool_size)]
+        try:
+            return super()._run(data, device)
+        finally:
+            del self._pool
+
+    def pool_network(self, data: ImageData, device: torch.device, i: int) -> torch.nn.Module:
+        """Pool member `i`: a fresh network trained `net_epochs` on the real data, then frozen."""
+        g = self.generator(device, "pool", i)
+        cfg = TrainConfig(epochs=self.net_epochs, batch_size=128)
+        net = train_model(self.network(data, device, g), data.x_train, data.y_train, cfg, g,
+                          self.progress, desc=f"pool net {i + 1}/{self.pool_size}")
+        return net.requires_grad_(False)
+
+    def sample_network(self, net, data, generator, iteration):
+        """A pool network drawn at random each iteration, or a random one (DM) without a pool."""
+        if not getattr(self, "_pool", None):
+            return super().sample_network(net, data, generator, iteration)
+        i = int(torch.randint(len(self._pool), (1,), generator=generator, device=generator.device))
+        return self._pool[i].train()
+
+    def match_loss(self, net, real, real_groups, syn, syn_groups, k, label_of_group) -> torch.Tensor:
+        """Sum over classes of the DM gap, rho ||mean gradient gap||^2 and rho^2/2 ||mean Hessian-diagonal
+        gap||^2: the terms of LCMat's bound on the loss gap within radius rho (squared, like DM's)."""
+        e_real, e_syn = self.embeddings(net, real, real_groups, syn, syn_groups, k)
+        loss = ((class_means(e_real, real_groups, k) - class_means(e_syn, syn_groups, k)) ** 2).sum()
+        with torch.no_grad():
+            g_real, h_real = head_moments(net.classifier, e_real, label_of_group[real_groups], real_groups, k)
+        g_syn, h_syn = head_moments(net.classifier, e_syn, label_of_group[syn_groups], syn_groups, k)
+        curvature = ((h_real - h_syn) ** 2).sum()
+        return loss + self.rho * ((g_real - g_syn) ** 2).sum() + self.rho ** 2 / 2 * curvature

@@ -1,0 +1,321 @@
+"""DMReplay: condensed per-experience memories as an Avalanche 0.6 replay strategy.
+
+After each training experience, `SyntheticBuffer` condenses that experience's real training data
+into a few synthetic images per class with any `condense_core` method (`dm`, `lcmat`, `herding`,
+`random`, ...), using its own freshly drawn networks (never the learner's weights), and keeps
+them detached on the CPU in the space the model sees. `CondensedReplayPlugin` replays them:
+`replay_mode="mix"` adds memory to every mini-batch (Avalanche's `ReplayPlugin`), `"gdumb"`
+re-initialises the model and trains it on the memory only (the DM paper's protocol). `DMReplay`
+is `SupervisedTemplate` + that plugin, with the conventions of Avalanche's `Replay` and `GDumb`.
+
+Budgets: `ipc` images per class (memory grows with the classes, as in the DM paper), or
+`mem_size` images in all, shared equally by the classes seen (`mem_size // classes`; any
+remainder stays unused). When new classes arrive under `mem_size`, every older class whose
+share shrank is re-condensed by the same method from its own stored images onto the new,
+smaller count (DM condenses the old synthetic set onto fewer images; a selector picks among
+them), so the buffer never exceeds its budget.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import os
+import zlib
+from typing import Callable, List, Optional, Sequence, Union
+
+import torch
+from avalanche.training.plugins import ReplayPlugin, SupervisedPlugin
+from avalanche.training.plugins.evaluation import EvaluationPlugin, default_evaluator
+from avalanche.training.storage_policy import ExemplarsBuffer
+from avalanche.training.templates import SupervisedTemplate
+from torch.nn import Module
+from torch.optim import Optimizer
+
+from condense_core import ImageData, InputError, SyntheticSet, make_method
+from condense_core.synthetic import atomic_write_text
+
+REPLAY_MODES = ("mix", "gdumb")
+SET_PATTERN = "experience_{:03d}.pt"
+
+
+class SyntheticBuffer(ExemplarsBuffer):
+    """Avalanche storage policy holding one condensed `SyntheticSet` per experience.
+
+    `buffer` is an Avalanche dataset of the stored images whose items have the same shape as the
+    current data's: `(x, y, t)` for task-aware data (e.g. `nc_benchmark`), `(x, y)` otherwise
+    (e.g. `class_incremental_benchmark`).
+    """
+
+    def __init__(self, ipc: int = 10, mem_size: Optional[int] = None, condenser: str = "dm",
+                 condenser_options: Optional[dict] = None, iterations: Optional[int] = 300,
+                 seed: int = 0, device: Union[str, torch.device, None] = None):
+        if mem_size is None and ipc < 1:
+            raise InputError(f"ipc must be >= 1, got {ipc}")
+        if mem_size is not None and mem_size < 1:
+            raise InputError(f"mem_size must be >= 1, got {mem_size}")
+        super().__init__(max_size=mem_size if mem_size is not None else 0)
+        self.ipc, self.mem_size, self.condenser = ipc, mem_size, condenser
+        self.condenser_options = dict(condenser_options or {})
+        self.iterations, self.seed, self.device = iterations, seed, device
+        self.sets: List[SyntheticSet] = []  # one per experience, in arrival order
+        self.method(1, "cpu", "check")  # unknown names or settings fail here, not after training
+
+    # -- condensation -------------------------------------------------------------------------
+    def method(self, ipc: int, device, *stream):
+        """The configured condenser/selector for `ipc` images per class, seeded from `stream`."""
+        settings = {f.name for f in dataclasses.fields(make_method(self.condenser))}
+        options = {"device": str(device), **self.condenser_options}
+        if self.iterations is not None and "iterations" in settings:
+            options.setdefault("iterations", self.iterations)
+        seed = zlib.crc32(repr((int(self.seed),) + stream).encode())
+        return make_method(self.condenser, ipc=ipc, seed=seed, **options)
+
+    def budget(self, n_classes: int) -> int:
+        """Images per class for `n_classes` classes seen."""
+        if self.mem_size is None:
+            return self.ipc
+        if self.mem_size < n_classes:
+            raise InputError(f"mem_size {self.mem_size} is smaller than the {n_classes} classes seen: "
+                             "each class needs at least one image")
+        return self.mem_size // n_classes
+
+    def classes(self) -> List[int]:
+        return sorted({int(c) for s in self.sets for c in s.labels.tolist()})
+
+    def __len__(self) -> int:
+        return sum(len(s) for s in self.sets)
+
+    def post_adapt(self, agent_state, exp) -> None:
+        """Condense `exp`'s training data (plus any stored images of its classes) into the buffer."""
+        device = self.device if self.device is not None else getattr(agent_state, "device", "cpu")
+        x, y, t, arity = experience_tensors(exp.dataset)
+        new = sorted(set(y.tolist()))
+        old = [c for c in self.classes() if c not in new]
+        per_class = self.budget(len(old) + len(new))
+        tasks = _task_of_class(y, t)
+        x, y = self._take_stored(new, x, y)  # a class seen again: its memory joins its new data
+        index = getattr(exp, "current_experience", len(self.sets))
+        data = _image_data(x, y)
+        made = self.method(min(per_class, data.smallest_class()), device, "experience", index).condense(data)
+        made.meta.update({"experience": int(index), "task_labels": tasks,
+                          "item_arity": arity})
+        self.sets = [s for s in self.sets if len(s)] + [made]
+        self._shrink(per_class, device, index)
+        self._refresh()
+
+    def _take_stored(self, labels: Sequence[int], x: torch.Tensor, y: torch.Tensor):
+        """Remove the stored images of `labels` from older sets and return them joined to (x, y)."""
+        xs, ys = [x], [y]
+        for i, s in enumerate(self.sets):
+            mine = torch.isin(s.labels, torch.tensor(list(labels)))
+            if mine.any():
+                xs.append(s.images[mine])
+                ys.append(s.labels[mine])
+                self.sets[i] = _keep(s, ~mine)
+        return torch.cat(xs), torch.cat(ys)
+
+    def _shrink(self, per_class: int, device, index) -> None:
+        """Re-condense every stored class holding more than `per_class` images onto `per_class`."""
+        for i, s in enumerate(self.sets):
+            counts = torch.bincount(s.labels)
+            if len(counts) and int(counts.max()) > per_class:
+                reduced = self.method(per_class, device, "shrink", index, i).condense(
+                    _image_data(s.images, s.labels))
+                meta = {**s.meta, "reduced_to_ipc": per_class, "reduced_by": reduced.meta}
+                self.sets[i] = SyntheticSet(reduced.images, reduced.labels, s.classes, s.mean, s.std, meta)
+
+    def _refresh(self) -> None:
+        """Rebuild the Avalanche dataset from the sets (and, for `ipc`, the budget)."""
+        if self.mem_size is None:
+            self.max_size = self.ipc * len(self.classes())
+        self.buffer = memory_dataset(self.sets)
+
+    def resize(self, strategy, new_size: int) -> None:
+        """Change the total budget (`mem_size`) and re-condense the stored classes to fit."""
+        self.mem_size = self.max_size = int(new_size)
+        if self.sets:
+            self._shrink(self.budget(len(self.classes())), self.device or getattr(strategy, "device", "cpu"),
+                         "resize")
+            self._refresh()
+
+    # -- persistence --------------------------------------------------------------------------
+    def save(self, folder: str) -> str:
+        """Write one `SyntheticSet` file per experience (atomically) and an index of them.
+
+        Set files of an earlier, longer memory in the same folder are not read back: the index
+        names the files that belong to this memory.
+        """
+        os.makedirs(folder, exist_ok=True)
+        names = [SET_PATTERN.format(i) for i in range(len(self.sets))]
+        for name, s in zip(names, self.sets):
+            s.save(os.path.join(folder, name))
+        atomic_write_text("\n".join(names) + "\n", os.path.join(folder, "index.txt"))
+        return folder
+
+    def load(self, folder: str) -> "SyntheticBuffer":
+        """Replace the memory by the sets saved in `folder` by `save`."""
+        index = os.path.join(folder, "index.txt")
+        if not os.path.isfile(index):
+            raise InputError(f"{folder}: not a saved replay memory (no index.txt)")
+        with open(index) as f:
+            names = [line.strip() for line in f if line.strip()]
+        sets = [SyntheticSet.load(os.path.join(folder, n)) for n in names]
+        for n, s in zip(names, sets):
+            if "item_arity" not in s.meta or "task_labels" not in s.meta:
+                raise InputError(f"{folder}/{n}: not a replay memory set (no item_arity/task_labels)")
+        self.sets = sets
+        self._refresh()
+        if self.mem_size is not None and len(self) > self.mem_size:
+            raise InputError(f"{folder}: memory holds {len(self)} images, more than mem_size {self.mem_size}")
+        return self
+
+
+def experience_tensors(dataset) -> tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor], int]:
+    """All (x, y, task labels or None, item arity) of an Avalanche dataset, as the model sees it
+    (eval transforms: normalised, no augmentation), on the CPU."""
+    from torch.utils.data import DataLoader
+
+    data = dataset.eval() if hasattr(dataset, "eval") else dataset
+    xs, ys, ts, arity = [], [], [], 2
+    for batch in DataLoader(data, batch_size=512, shuffle=False):
+        arity = len(batch)
+        xs.append(torch.as_tensor(batch[0]).detach().cpu().float())
+        ys.append(torch.as_tensor(batch[1]).long().cpu())
+        if arity > 2:
+            ts.append(torch.as_tensor(batch[2]).long().cpu())
+    if not xs:
+        raise InputError("the experience holds no training data to condense")
+    x = torch.cat(xs)
+    if x.dim() != 4:
+        raise InputError(f"replay memory needs image data N x C x H x W, got shape {tuple(x.shape)}")
+    return x, torch.cat(ys), (torch.cat(ts) if ts else None), arity
+
+
+def memory_dataset(sets: Sequence[SyntheticSet]):
+    """An Avalanche dataset of the stored images, with the item tuple of the data they came from."""
+    from avalanche.benchmarks.utils import (_make_taskaware_tensor_classification_dataset,
+                                            as_classification_dataset, concat_datasets)
+
+    sets = [s for s in sets if len(s)]
+    if not sets:
+        return concat_datasets([])
+    x = torch.cat([s.images for s in sets])
+    y = torch.cat([s.labels for s in sets])
+    if sets[-1].meta["item_arity"] > 2:
+        t = torch.tensor([int(s.meta["task_labels"].get(str(int(c)), 0)) for s in sets for c in s.labels])
+        return _make_taskaware_tensor_classification_dataset(x, y, task_labels=t.tolist(), targets=y.tolist())
+    from torch.utils.data import TensorDataset
+
+    plain = TensorDataset(x, y)
+    plain.targets = y.tolist()
+    return as_classification_dataset(plain)
+
+
+def _image_data(x: torch.Tensor, y: torch.Tensor) -> ImageData:
+    """Tensors already in the model's space (normalisation identity), classes 0..max label."""
+    return ImageData.from_tensors(x, y, classes=list(range(int(y.max()) + 1)), spec="avalanche experience")
+
+
+def _task_of_class(y: torch.Tensor, t: Optional[torch.Tensor]) -> dict:
+    """Task label of each class (its most common one); 0 without task labels. Keys are strings
+    so the metadata stays plain JSON-like data."""
+    out = {}
+    for c in sorted(set(y.tolist())):
+        out[str(c)] = int(torch.mode(t[y == c]).values) if t is not None else 0
+    return out
+
+
+def _keep(s: SyntheticSet, mask: torch.Tensor) -> SyntheticSet:
+    return SyntheticSet(s.images[mask], s.labels[mask], s.classes, s.mean, s.std, s.meta)
+
+
+class CondensedReplayPlugin(ReplayPlugin):
+    """Replay of condensed memories; attach to any Avalanche strategy (e.g. `Naive`).
+
+    `replay_mode="mix"`: every mini-batch holds current data and memory (as `ReplayPlugin`),
+    the experience is condensed after training on it. `"gdumb"`: the experience is condensed
+    first, the model is reset to its initial weights and trained on the memory only.
+    """
+
+    def __init__(self, ipc: int = 10, mem_size: Optional[int] = None, condenser: str = "dm",
+                 condenser_options: Optional[dict] = None, iterations: Optional[int] = 300,
+                 seed: int = 0, replay_mode: str = "mix", batch_size: Optional[int] = None,
+                 batch_size_mem: Optional[int] = None, device: Union[str, torch.device, None] = None,
+                 storage_policy: Optional[SyntheticBuffer] = None):
+        if replay_mode not in REPLAY_MODES:
+            raise InputError(f"replay_mode must be one of {', '.join(REPLAY_MODES)}, got {replay_mode!r}")
+        storage = storage_policy if storage_policy is not None else SyntheticBuffer(
+            ipc, mem_size, condenser, condenser_options, iterations, seed, device)
+        super().__init__(mem_size=storage.max_size, batch_size=batch_size, batch_size_mem=batch_size_mem,
+                         storage_policy=storage)
+        self.replay_mode = replay_mode
+        self.init_model: Optional[Module] = None
+
+    @property
+    def memory(self) -> SyntheticBuffer:
+        return self.storage_policy
+
+    def before_train_dataset_adaptation(self, strategy, **kwargs):
+        if self.replay_mode == "gdumb":  # reset to the initial weights, as GDumbPlugin does
+            if self.init_model is None:
+                self.init_model = copy.deepcopy(strategy.model)
+            else:
+                strategy.model = copy.deepcopy(self.init_model)
+            strategy.model_adaptation(self.init_model)
+
+    def before_eval_dataset_adaptation(self, strategy, **kwargs):
+        if self.replay_mode == "gdumb" and self.init_model is not None:
+            strategy.model_adaptation(self.init_model)
+
+    def after_train_dataset_adaptation(self, strategy, **kwargs):
+        if self.replay_mode == "gdumb":
+            self.storage_policy.post_adapt(strategy, strategy.experience)
+            strategy.adapted_dataset = self.storage_policy.buffer.train()
+
+    def before_training_exp(self, strategy, *args, **kwargs):
+        if self.replay_mode == "mix":
+            super().before_training_exp(strategy, *args, **kwargs)
+
+    def after_training_exp(self, strategy, **kwargs):
+        if self.replay_mode == "mix":
+            self.storage_policy.post_adapt(strategy, strategy.experience)
+
+
+class DMReplay(SupervisedTemplate):
+    """Class-incremental learning with condensed memories (DM by default).
+
+    See `CondensedReplayPlugin`. `condenser_options` are extra settings for `make_method`
+    (e.g. `{"batch_real": 128, "model_options": {"width": 64}}`); `iterations` applies to
+    condensers that iterate (ignored by selectors).
+    """
+
+    def __init__(self, *, model: Module, optimizer: Optimizer, criterion=None, ipc: int = 10,
+                 mem_size: Optional[int] = None, condenser: str = "dm",
+                 condenser_options: Optional[dict] = None, iterations: Optional[int] = 300,
+                 replay_mode: str = "mix", seed: int = 0, batch_size_mem: Optional[int] = None,
+                 train_mb_size: int = 1, train_epochs: int = 1, eval_mb_size: Optional[int] = None,
+                 device: Union[str, torch.device] = "cpu", plugins: Optional[List[SupervisedPlugin]] = None,
+                 evaluator: Union[EvaluationPlugin, Callable[[], EvaluationPlugin]] = default_evaluator,
+                 eval_every: int = -1, **base_kwargs):
+        self.replay_plugin = CondensedReplayPlugin(
+            ipc=ipc, mem_size=mem_size, condenser=condenser, condenser_options=condenser_options,
+            iterations=iterations, seed=seed, replay_mode=replay_mode, batch_size_mem=batch_size_mem)
+        plugins = [*(plugins or []), self.replay_plugin]
+        if criterion is None:
+            criterion = torch.nn.CrossEntropyLoss()
+        super().__init__(model=model, optimizer=optimizer, criterion=criterion, train_mb_size=train_mb_size,
+                         train_epochs=train_epochs, eval_mb_size=eval_mb_size, device=device, plugins=plugins,
+                         evaluator=evaluator, eval_every=eval_every, **base_kwargs)
+
+    @property
+    def memory(self) -> SyntheticBuffer:
+        """The condensed memory (a `SyntheticBuffer`)."""
+        return self.replay_plugin.storage_policy
+
+    def save_memory(self, folder: str) -> str:
+        """Save the memory as one `SyntheticSet` file per experience (see `SyntheticBuffer.save`)."""
+        return self.memory.save(folder)
+
+    def load_memory(self, folder: str) -> SyntheticBuffer:
+        """Resume: load a memory saved by `save_memory`."""
+        return self.memory.load(folder)

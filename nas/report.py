@@ -1,0 +1,156 @@
+"""`dcapps nas report`: the ranking of a finished (or stopped) NNI experiment.
+
+Results are read from the experiment's own database (`<working dir>/<ID>/db/nni.sqlite`), which
+NNI keeps after `nnictl stop`, so no manager needs to be running. The ranking goes to the screen,
+to `ranking.csv` and to a bar chart `ranking.png`.
+"""
+from __future__ import annotations
+
+import csv
+import glob
+import io
+import json
+import os
+import sqlite3
+
+from condense_core import InputError
+from condense_core.synthetic import atomic_write, atomic_write_text
+
+from .space import OPTIONS, arch_name
+
+COLUMNS = ["rank", "trial", "accuracy", "params", "train_time_s", "arch", *OPTIONS]
+
+
+def find_database(experiment: str | None = None, directory: str | None = None) -> str:
+    """The nni.sqlite of experiment ID (via NNI's experiment list) or found under `directory`
+    (an experiment folder, its working directory or a `dcapps nas init` folder; newest wins)."""
+    if directory is not None:
+        if not os.path.isdir(directory):
+            raise InputError(f"--dir {directory} is not a folder")
+        patterns = ("db/nni.sqlite", "*/db/nni.sqlite", "nni-experiments/*/db/nni.sqlite")
+        found = {os.path.realpath(p) for pat in patterns for p in glob.glob(os.path.join(directory, pat))}
+        if experiment:
+            found = [p for p in found if os.path.basename(os.path.dirname(os.path.dirname(p))) == experiment]
+        if not found:
+            raise InputError(f"no NNI experiment database under {directory}")
+        return max(found, key=os.path.getmtime)
+    if not experiment:
+        raise InputError("give --experiment ID or --dir DIR")
+    log_dir = _manifest().get(experiment, {}).get("logDir") or nni_home()
+    path = os.path.join(os.path.expanduser(log_dir), experiment, "db", "nni.sqlite")
+    if not os.path.isfile(path):
+        raise InputError(f"experiment {experiment!r} not found (no {path})")
+    return path
+
+
+def nni_home() -> str:
+    """NNI's default experiment folder, which also holds its list of experiments."""
+    return os.path.join(os.path.expanduser("~"), "nni-experiments")
+
+
+def _manifest() -> dict:
+    """NNI's list of experiments (id -> port, status, logDir, ...); empty when absent."""
+    try:
+        with open(os.path.join(nni_home(), ".experiment")) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return {}
+
+
+def _decode(text: str):
+    """NNI stores metrics as JSON strings of JSON: decode until it is no longer a string."""
+    value = json.loads(text)
+    while isinstance(value, str):
+        value = json.loads(value)
+    return value
+
+
+def _trial(tid: str) -> dict:
+    return {"trial": tid, "status": "UNKNOWN", "params": None, "intermediate": [], "final": None}
+
+
+def read_trials(db: str) -> list[dict]:
+    """Every trial of the experiment: id, status, parameters, intermediate and final results."""
+    try:
+        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+        try:
+            events = con.execute("SELECT trialJobId, event, data FROM TrialJobEvent ORDER BY timestamp").fetchall()
+            metrics = con.execute("SELECT trialJobId, type, data FROM MetricData ORDER BY timestamp").fetchall()
+        finally:
+            con.close()
+    except sqlite3.Error as e:
+        raise InputError(f"{db}: not a readable NNI database ({e})") from None
+    trials: dict[str, dict] = {}
+    for tid, event, data in events:
+        t = trials.setdefault(tid, _trial(tid))
+        t["status"] = event
+        if data and t["params"] is None:
+            t["params"] = json.loads(data).get("parameters")
+    for tid, kind, data in metrics:
+        t = trials.setdefault(tid, _trial(tid))
+        value = _decode(data)
+        if kind == "FINAL":
+            t["final"] = value if isinstance(value, dict) else {"default": value}
+        else:
+            t["intermediate"].append(value)
+    return list(trials.values())
+
+
+def ranking(trials: list[dict]) -> list[dict]:
+    """Trials with a final result, best accuracy first (ties: fewer parameters first)."""
+    done = [t for t in trials if t["final"] is not None and t["params"] is not None]
+    done.sort(key=lambda t: (-float(t["final"]["default"]), t["final"].get("params") or 0, t["trial"]))
+    return [{"rank": i + 1, "trial": t["trial"], "accuracy": float(t["final"]["default"]),
+             "params": t["final"].get("params"), "train_time_s": t["final"].get("train_time_s"),
+             "arch": arch_name(t["params"]), **{k: t["params"].get(k) for k in OPTIONS}}
+            for i, t in enumerate(done)]
+
+
+def write_csv(rows: list[dict], path: str) -> str:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=COLUMNS)
+    writer.writeheader()
+    writer.writerows(rows)
+    return atomic_write_text(buf.getvalue(), path)
+
+
+def plot_ranking(rows: list[dict], path: str, title: str, top: int = 30) -> str:
+    """Horizontal bars of the best `top` architectures' proxy test accuracy."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    shown = rows[:top][::-1]
+    fig, ax = plt.subplots(figsize=(7, 0.3 * len(shown) + 1.2))
+    ax.barh([r["arch"] for r in shown], [100 * r["accuracy"] for r in shown], color="tab:blue")
+    ax.set_xlabel("test accuracy after proxy training (%)")
+    ax.set_title(title, fontsize=9)
+    ax.tick_params(axis="y", labelsize=7)
+    fig.tight_layout()
+    try:
+        return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
+    finally:
+        plt.close(fig)
+
+
+def report(experiment: str | None = None, directory: str | None = None, out: str | None = None) -> dict:
+    """Read the experiment, rank its trials, write ranking.csv and ranking.png into `out`
+    (default: `directory`, else the experiment's own folder)."""
+    db = find_database(experiment, directory)
+    exp_dir = os.path.dirname(os.path.dirname(db))
+    exp_id = os.path.basename(exp_dir)  # NNI names the folder after the experiment id
+    trials = read_trials(db)
+    rows = ranking(trials)
+    if not rows:
+        raise InputError(f"experiment {exp_id} has no finished trials with a final result")
+    out = out or directory or exp_dir
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise InputError(f"--out {out} is a file; give a folder")
+    statuses: dict[str, int] = {}
+    for t in trials:
+        statuses[t["status"]] = statuses.get(t["status"], 0) + 1
+    csv_path = write_csv(rows, os.path.join(out, "ranking.csv"))
+    png = plot_ranking(rows, os.path.join(out, "ranking.png"), f"NNI experiment {exp_id}: proxy ranking")
+    return {"experiment": exp_id, "database": db, "trials": len(trials), "statuses": statuses,
+            "ranking": rows, "csv": csv_path, "png": png}

@@ -1,0 +1,126 @@
+"""One NAS trial: train a candidate ConvNet on the proxy set, test it on the real test split.
+
+Under NNI (`nnictl create`) the architecture comes from the tuner, the test accuracy after each
+epoch goes back as an intermediate result and the final one (with the parameter count and the
+training time as extra keys) as the final result. Outside NNI the same trial runs with the
+architecture given on the command line, for debugging:
+
+    python -m nas.trial --setup DIR/trial.json --params '{"depth": 2, "width": 64}'
+
+`DIR/trial.json` (written by `dcapps nas init`) holds the data spec, the proxy file (relative to
+DIR) and the training settings, so the trial needs nothing but that folder.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from dataclasses import fields
+
+import torch
+
+from condense_core import InputError, TrainConfig, test_accuracy, train_model
+from condense_core.data import ImageData
+from condense_core.networks import build_model, reinitialize
+from condense_core.runtime import make_generator, resolve_device
+
+from .space import arch_name, check_arch
+
+
+def train_candidate(arch: dict, x: torch.Tensor, y: torch.Tensor, data: ImageData, cfg: TrainConfig,
+                    seed: int = 0, device: str = "auto", on_epoch=None) -> dict:
+    """Train the ConvNet `arch` from scratch on (x, y) and test it on `data`'s test split.
+
+    The initial weights and batch order depend only on `seed` and the architecture, so one
+    architecture starts from the same weights on every proxy and on the whole data.
+    `on_epoch(epoch, accuracy)` receives the test accuracy after each epoch when given.
+    Returns accuracy, parameter count and training seconds.
+    """
+    arch = check_arch(arch)
+    dev = resolve_device(device)
+    g = make_generator(seed, dev, "nas", arch_name(arch))
+    net = reinitialize(build_model("ConvNet", data.channels, data.num_classes, data.image_size, **arch), g).to(dev)
+    hook = None
+    if on_epoch is not None:
+        def hook(epoch, model):
+            on_epoch(epoch, test_accuracy(model, data.x_test, data.y_test))
+    t0 = time.time()
+    train_model(net, x, y, cfg, g, on_epoch=hook)
+    seconds = time.time() - t0
+    return {"accuracy": test_accuracy(net, data.x_test, data.y_test),
+            "params": sum(p.numel() for p in net.parameters()), "train_time_s": round(seconds, 3)}
+
+
+def read_setup(path: str) -> dict:
+    """The trial's settings file; the proxy path is made absolute (relative to the file)."""
+    try:
+        with open(path) as f:
+            setup = json.load(f)
+    except (OSError, ValueError) as e:
+        raise InputError(f"{path}: not a readable trial setup ({type(e).__name__})") from None
+    missing = [k for k in ("data", "proxy", "train", "seed") if k not in setup]
+    if missing:
+        raise InputError(f"{path}: trial setup is missing {', '.join(missing)}")
+    setup["proxy"] = os.path.join(os.path.dirname(os.path.abspath(path)), setup["proxy"])
+    return setup
+
+
+def train_config(train: dict) -> TrainConfig:
+    """A TrainConfig from a dict of its fields (unknown keys are input errors)."""
+    known = {f.name for f in fields(TrainConfig)}
+    unknown = sorted(set(train) - known)
+    if unknown:
+        raise InputError(f"unknown training settings {unknown}")
+    return TrainConfig(**train)
+
+
+def run_setup(setup: dict, arch: dict, on_epoch=None) -> dict:
+    """Load data and proxy named by `setup` and train `arch` on the proxy."""
+    from condense_core import SyntheticSet, load_data
+
+    syn = SyntheticSet.load(setup["proxy"])
+    data = load_data(setup["data"], setup.get("root"))
+    x, y = syn.for_data(data)
+    result = train_candidate(arch, x, y, data, train_config(setup["train"]), setup["seed"],
+                             setup.get("device", "auto"), on_epoch)
+    return {**result, "arch": arch_name(check_arch(arch)), "proxy_images": len(x)}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m nas.trial", description=__doc__.splitlines()[0])
+    p.add_argument("--setup", default="trial.json", help="trial.json written by `dcapps nas init`")
+    p.add_argument("--params", default=None,
+                   help="architecture as JSON (runs standalone, outside NNI)")
+    args = p.parse_args(argv)
+    try:
+        setup = read_setup(args.setup)
+        if args.params is not None:
+            try:
+                arch = json.loads(args.params)
+            except ValueError:
+                raise InputError("--params must be a JSON object, e.g. '{\"depth\": 2}'") from None
+            result = run_setup(setup, arch, lambda e, a: print(f"epoch {e + 1}: test accuracy {a:.4f}"))
+            print(json.dumps(result))
+            return 0
+        if not os.environ.get("NNI_PLATFORM"):
+            raise InputError("not running under NNI: give the architecture with --params JSON")
+        return _run_in_nni(setup)
+    except InputError as e:
+        print(f"nas.trial: error: {e}", file=sys.stderr)
+        return 2
+
+
+def _run_in_nni(setup: dict) -> int:
+    import nni
+
+    arch = nni.get_next_parameter()
+    result = run_setup(setup, arch, lambda e, a: nni.report_intermediate_result(a))
+    nni.report_final_result({"default": result["accuracy"], "params": result["params"],
+                             "train_time_s": result["train_time_s"]})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,172 @@
+"""DMReplay, CondensedReplayPlugin and SyntheticBuffer on tiny class-incremental splits of digits."""
+import warnings
+
+import pytest
+import torch
+from torch.utils.data import TensorDataset
+
+from condense_core import InputError, load_data
+from condense_core.networks import build_model
+
+avalanche = pytest.importorskip("avalanche")
+from avalanche.benchmarks.scenarios.deprecated.generators import nc_benchmark  # noqa: E402
+from avalanche.benchmarks.scenarios.supervised import class_incremental_benchmark  # noqa: E402
+from avalanche.benchmarks.utils import as_classification_dataset  # noqa: E402
+from avalanche.evaluation.metrics import accuracy_metrics  # noqa: E402
+from avalanche.training.plugins import EvaluationPlugin, SupervisedPlugin  # noqa: E402
+from avalanche.training.supervised import Naive  # noqa: E402
+
+from dcapps import CondensedReplayPlugin, DMReplay, SyntheticBuffer  # noqa: E402
+
+TINY = {"model_options": {"width": 8, "depth": 2}, "batch_real": 16}
+CLASSES = [0, 1, 2, 3]
+
+warnings.filterwarnings("ignore", category=UserWarning, module="avalanche")
+
+
+@pytest.fixture(scope="module")
+def digits():
+    data = load_data("digits")
+    keep = torch.isin(data.y_train, torch.tensor(CLASSES))
+    keep_test = torch.isin(data.y_test, torch.tensor(CLASSES))
+    return data.x_train[keep][::5], data.y_train[keep][::5], data.x_test[keep_test], data.y_test[keep_test]
+
+
+def _tensors(x, y):
+    ds = TensorDataset(x, y)
+    ds.targets = y.tolist()
+    return ds
+
+
+def nc(digits):
+    """nc_benchmark: items (x, y, t)."""
+    x, y, xt, yt = digits
+    return nc_benchmark(_tensors(x, y), _tensors(xt, yt), n_experiences=2, task_labels=False,
+                        fixed_class_order=CLASSES)
+
+
+def ci(digits):
+    """class_incremental_benchmark: items (x, y)."""
+    x, y, xt, yt = digits
+    return class_incremental_benchmark({"train": as_classification_dataset(_tensors(x, y)),
+                                        "test": as_classification_dataset(_tensors(xt, yt))},
+                                       class_order=CLASSES, num_experiences=2)
+
+
+def naive(plugin, **kw):
+    model = build_model("ConvNet", 1, 10, (8, 8), width=8, depth=2)
+    evaluator = EvaluationPlugin(accuracy_metrics(stream=True), loggers=[])
+    return Naive(model=model, optimizer=torch.optim.SGD(model.parameters(), lr=0.01),
+                 criterion=torch.nn.CrossEntropyLoss(), train_mb_size=32, train_epochs=1,
+                 evaluator=evaluator, plugins=[plugin], **kw)
+
+
+def per_class(buffer: SyntheticBuffer) -> dict:
+    y = torch.cat([s.labels for s in buffer.sets])
+    return {int(c): int((y == c).sum()) for c in torch.unique(y)}
+
+
+@pytest.mark.parametrize("make", [nc, ci], ids=["nc_benchmark", "class_incremental_benchmark"])
+def test_plugin_on_naive_keeps_ipc_per_class_with_matching_items(digits, make):
+    bench = make(digits)
+    plugin = CondensedReplayPlugin(ipc=3, condenser="dm", condenser_options=TINY, iterations=2, seed=0)
+    strategy = naive(plugin)
+    seen = []
+    for exp in bench.train_stream:
+        strategy.train(exp)
+        seen += sorted({int(c) for c in exp.dataset.targets})
+        assert per_class(plugin.memory) == {c: 3 for c in seen}
+        assert len(plugin.memory.buffer) == plugin.memory.max_size == 3 * len(seen)
+        real, stored = exp.dataset.eval()[0], plugin.memory.buffer[0]
+        assert len(stored) == len(real)
+        assert stored[0].shape == real[0].shape and stored[0].dtype == real[0].dtype
+        assert all(type(a) is type(b) or torch.is_tensor(a) for a, b in zip(stored[1:], real[1:]))
+        for s in plugin.memory.sets:
+            assert not s.images.requires_grad and s.images.device.type == "cpu"
+    assert any(k.startswith("Top1_Acc_Stream") for k in strategy.eval(bench.test_stream))
+
+
+def test_mem_size_is_never_exceeded_and_old_classes_shrink(digits):
+    buffer = SyntheticBuffer(mem_size=10, condenser="dm", condenser_options=TINY, iterations=2, seed=1)
+    plugin = CondensedReplayPlugin(storage_policy=buffer)
+    strategy = naive(plugin)
+    bench = nc(digits)
+    strategy.train(bench.train_stream[0])
+    assert per_class(buffer) == {0: 5, 1: 5}
+    old = buffer.sets[0].images.clone()
+    strategy.train(bench.train_stream[1])
+    assert per_class(buffer) == {c: 2 for c in CLASSES}  # 10 // 4 classes
+    assert len(buffer.buffer) <= 10
+    assert buffer.sets[0].meta["reduced_to_ipc"] == 2
+    assert not torch.equal(buffer.sets[0].images, old[:2])  # condensed onto fewer images, not cut
+
+
+def test_mem_size_smaller_than_classes_is_an_input_error(digits):
+    buffer = SyntheticBuffer(mem_size=3, condenser="random", seed=0)
+    strategy = naive(CondensedReplayPlugin(storage_policy=buffer))
+    bench = nc(digits)
+    strategy.train(bench.train_stream[0])
+    with pytest.raises(InputError, match="mem_size 3"):
+        strategy.train(bench.train_stream[1])
+
+
+def test_bad_settings_fail_at_construction():
+    with pytest.raises(InputError, match="unknown method"):
+        CondensedReplayPlugin(condenser="nope")
+    with pytest.raises(InputError, match="bad setting"):
+        SyntheticBuffer(condenser="dm", condenser_options={"no_such_option": 1})
+    with pytest.raises(InputError, match="replay_mode"):
+        CondensedReplayPlugin(replay_mode="sometimes")
+    model = build_model("MLP", 1, 10, (8, 8))
+    with pytest.raises(TypeError):
+        DMReplay(model=model, optimizer=torch.optim.SGD(model.parameters(), lr=0.1), not_a_setting=1)
+
+
+class Watch(SupervisedPlugin):
+    """Records the mini-batch sizes and checks the weights when training starts."""
+
+    def __init__(self, initial: dict):
+        super().__init__()
+        self.initial, self.batches = initial, []
+
+    def before_training_exp(self, strategy, **kw):
+        assert all(torch.equal(v, self.initial[k]) for k, v in strategy.model.state_dict().items())
+
+    def before_training_iteration(self, strategy, **kw):
+        self.batches.append(len(strategy.mb_y))
+
+
+def test_dmreplay_gdumb_trains_on_memory_from_the_initial_weights(digits):
+    model = build_model("ConvNet", 1, 10, (8, 8), width=8, depth=2)
+    watch = Watch({k: v.clone() for k, v in model.state_dict().items()})
+    strategy = DMReplay(model=model, optimizer=torch.optim.SGD(model.parameters(), lr=0.01),
+                        criterion=torch.nn.CrossEntropyLoss(), ipc=2, condenser="dm",
+                        condenser_options=TINY, iterations=2, replay_mode="gdumb", seed=0,
+                        train_mb_size=4, train_epochs=1, evaluator=EvaluationPlugin(loggers=[]),
+                        plugins=[watch])
+    for exp in nc(digits).train_stream:
+        watch.batches.clear()
+        strategy.train(exp)
+        assert sum(watch.batches) == len(strategy.memory) == 2 * len(strategy.memory.classes())
+    assert len(strategy.memory) == 8
+
+
+def test_memory_save_load_round_trip(digits, tmp_path):
+    plugin = CondensedReplayPlugin(ipc=2, condenser="herding", condenser_options={"selection_epochs": 1},
+                                   iterations=5, seed=0)
+    strategy = naive(plugin)
+    for exp in nc(digits).train_stream:
+        strategy.train(exp)
+    folder = plugin.memory.save(str(tmp_path / "memory"))
+    loaded = SyntheticBuffer(ipc=2, condenser="herding").load(folder)
+    assert len(loaded.sets) == 2
+    for a, b in zip(plugin.memory.sets, loaded.sets):
+        assert torch.equal(a.images, b.images) and torch.equal(a.labels, b.labels)
+        assert a.meta["experience"] == b.meta["experience"]
+    for i in range(len(loaded.buffer)):
+        a, b = plugin.memory.buffer[i], loaded.buffer[i]
+        assert torch.equal(a[0], b[0]) and [int(v) for v in a[1:]] == [int(v) for v in b[1:]]
+    with pytest.raises(InputError, match="not a saved replay memory"):
+        SyntheticBuffer().load(str(tmp_path))
+    with pytest.raises(InputError, match="more than mem_size"):
+        SyntheticBuffer(mem_size=4, condenser="random").load(folder)

@@ -1,0 +1,135 @@
+"""Scripted class-incremental benchmarks: builders, config validation, `dcapps cl run` end to end."""
+import json
+import os
+
+import pytest
+import yaml
+
+from dcapps.cli import main
+from scenarios import runner
+from scenarios.benchmarks import class_order, experience_sizes, make_benchmark
+from scenarios.config import CONFIG_DIR, load_config
+
+TINY = {"data": "digits", "experiences": 2, "seeds": [0],
+        "model": {"name": "ConvNet", "width": 8, "depth": 1},
+        "train": {"epochs": 3, "batch_size": 128}, "memory": {"ipc": 3},
+        "condense": {"iterations": 3, "batch_real": 16},
+        "strategies": ["naive", "replay", "dmreplay", "joint"]}
+
+
+def write_config(tmp_path, name="tiny", **changes):
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump({**TINY, **changes}))
+    return str(path)
+
+
+def test_experience_sizes_and_class_order():
+    assert experience_sizes(10, 5) == [2] * 5
+    assert experience_sizes(10, 3) == [4, 3, 3]
+    assert experience_sizes(100, 6, 50) == [50, 10, 10, 10, 10, 10]
+    assert class_order(10, 0) == class_order(10, 0)
+    assert sorted(class_order(10, 0)) == list(range(10))
+    assert class_order(10, 0) != class_order(10, 1)
+
+
+def test_benchmark_splits_classes_in_the_seed_order(digits):
+    bench = make_benchmark(digits, 3, seed=1, first_experience_classes=4)
+    order = class_order(10, 1)
+    got = [sorted(e.classes_in_this_experience) for e in bench.train_stream]
+    assert got == [sorted(order[:4]), sorted(order[4:7]), sorted(order[7:])]
+    assert sum(len(e.dataset) for e in bench.train_stream) == len(digits.y_train)
+    assert sum(len(e.dataset) for e in bench.test_stream) == len(digits.y_test)
+
+
+@pytest.mark.parametrize("name", ["digits", "splitmnist", "splitcifar10", "splitcifar100",
+                                  "splitcifar100-10steps"])
+def test_builtin_configs_are_valid(name):
+    cfg = load_config(name)
+    assert cfg["name"] == name and cfg["strategies"]
+
+
+@pytest.mark.parametrize("changes, words", [
+    ({"trian": {"epochs": 1}}, ["trian"]),
+    ({"train": {"epoch": 1}}, ["train.epoch"]),
+    ({"strategies": ["naive", "ewc2"]}, ["ewc2"]),
+    ({"train": {"epochs": 0}}, ["train.epochs"]),
+    ({"memory": {"ipc": 3, "mem_size": 10}}, ["memory.ipc", "memory.mem_size"]),
+    ({"experiences": 11}, ["experiences", "10 classes"]),
+    ({"model": {"name": "ConvNet", "widht": 8}}, ["model.widht"]),
+    ({"condense": {"lcmat": {"pool": 1}}}, ["condense.lcmat.pool"]),
+])
+def test_bad_config_is_rejected_with_the_key_name(tmp_path, capsys, changes, words):
+    out = tmp_path / "out"
+    assert main(["cl", "run", write_config(tmp_path, **changes), "--out", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and all(w in err for w in words), err
+    assert not (out / "units").exists()
+
+
+def test_run_is_resumed_after_an_interruption(tmp_path, capsys, monkeypatch):
+    """First run dies after one unit; the second skips it, runs the rest and writes the report."""
+    cfg, out = write_config(tmp_path), tmp_path / "out"
+    real_unit, calls = runner.run_unit, []
+
+    def interrupted(cfg, data, name, seed, *args, **kw):
+        if calls:
+            raise KeyboardInterrupt
+        calls.append(name)
+        return real_unit(cfg, data, name, seed, *args, **kw)
+
+    monkeypatch.setattr(runner, "run_unit", interrupted)
+    assert main(["cl", "run", cfg, "--out", str(out), "--quiet"]) == 130
+    assert sorted(os.listdir(out / "units")) == ["naive-seed0.json"]
+    first = (out / "units" / "naive-seed0.json").read_text()
+
+    def counted(cfg, data, name, seed, *args, **kw):
+        calls.append(name)
+        return real_unit(cfg, data, name, seed, *args, **kw)
+
+    monkeypatch.setattr(runner, "run_unit", counted)
+    capsys.readouterr()
+    assert main(["cl", "run", cfg, "--out", str(out), "--quiet", "--json"]) == 0
+    assert calls == ["naive", "replay", "dmreplay", "joint"]  # naive ran once only
+    assert (out / "units" / "naive-seed0.json").read_text() == first
+    last = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert list(last["summary"]) == TINY["strategies"]
+
+    results = json.loads((out / "results.json").read_text())
+    runs = {r["strategy"]: r for r in results["runs"]}
+    for r in runs.values():
+        assert len(r["accuracy"]) == 2 and all(0 <= a <= 1 for a in r["accuracy"])
+        assert r["classes_per_experience"] == [5, 5] and r["settings"]["train"]["epochs"] == 3
+    # naive forgets the first experience; joint (all data at once) forgets nothing
+    assert runs["naive"]["per_experience"][1][0] < runs["naive"]["per_experience"][0][0] - 0.2
+    assert runs["naive"]["forgetting"] > 0.2 and runs["joint"]["forgetting"] == 0
+    assert runs["dmreplay"]["memory_images"] == 3 * 10 and runs["dmreplay"]["memory_time_s"] > 0
+    assert (out / runs["dmreplay"]["memory_png"]).read_bytes()[:4] == b"\x89PNG"
+    assert (out / "accuracy.png").read_bytes()[:4] == b"\x89PNG"
+    report = (out / "report.md").read_text()
+    assert all(f"| {s} |" in report for s in TINY["strategies"])
+    csv_lines = (out / "results.csv").read_text().splitlines()
+    assert len(csv_lines) == 1 + len(TINY["strategies"])
+    assert "===== joint seed 0 =====" in (out / "log.txt").read_text()
+
+
+def test_other_settings_for_the_same_folder_are_refused(tmp_path, capsys):
+    out = tmp_path / "out"
+    os.makedirs(out)
+    (out / "config.json").write_text(json.dumps(runner.settings_of(load_config(write_config(tmp_path)))))
+    changed = write_config(tmp_path, "changed", train={"epochs": 4, "batch_size": 128})
+    assert main(["cl", "run", changed, "--out", str(out), "--quiet"]) == 2
+    assert "train" in capsys.readouterr().err
+
+
+def test_builtin_configs_live_in_the_package():
+    assert {"digits.yaml", "splitmnist.yaml", "splitcifar10.yaml", "splitcifar100.yaml"} <= set(os.listdir(CONFIG_DIR))
+
+
+def test_missing_memory_method_is_named_before_any_training(tmp_path, capsys, monkeypatch):
+    import condense_core
+
+    monkeypatch.setattr(condense_core, "CONDENSERS", {k: v for k, v in condense_core.CONDENSERS.items() if k != "dm"})
+    out = tmp_path / "out"
+    assert main(["cl", "run", write_config(tmp_path), "--out", str(out), "--quiet"]) == 2
+    assert "'dm'" in capsys.readouterr().err
+    assert not (out / "units").exists()
