@@ -28,6 +28,7 @@ from condense_core.registry import CONDENSERS, SELECTORS
 from condense_core.synthetic import atomic_write_text
 
 SUFFIX_KIND = {"-s": "select", "-c": "condense"}
+SAME_SETTINGS = ("data", "iterations", "runs", "epochs", "method_options")  # a cache's figures share these
 
 
 def build(name: str, ipc: int, seed: int, iterations: int, extra: dict):
@@ -69,7 +70,14 @@ def main(argv=None) -> int:
                 "method_options": extra, "torch": torch.__version__, "threads": torch.get_num_threads(),
                 "machine": f"{platform.machine()} {os.cpu_count()} cpus, "
                            f"{'cuda' if torch.cuda.is_available() else 'no GPU'}"}
-    results = json.load(open(a.out))["results"] if os.path.exists(a.out) else {}
+    results = {}
+    if os.path.exists(a.out):  # resume, but never mix figures made with other settings
+        with open(a.out) as f:
+            cached = json.load(f)
+        changed = [k for k in SAME_SETTINGS if cached["settings"].get(k) != settings[k]]
+        if changed:
+            p.error(f"{a.out} holds results made with other {', '.join(changed)}; give another --out")
+        results = cached["results"]
     data = load_data(a.data)
     cfg = TrainConfig(epochs=a.epochs)
 
@@ -100,7 +108,7 @@ def main(argv=None) -> int:
     print("|---|" + "---|" * len(ipcs))
     for name in methods:
         if name == "full":
-            cells = [summary([results[f"full/seed{s}"]["acc"] for s in seeds])] * 1
+            cells = [summary([results[f"full/seed{s}"]["acc"] for s in seeds])]
             print(f"| whole training set ({len(data.y_train)} images) | " + " | ".join(cells * len(ipcs)) + " |")
             continue
         cells = [summary([results[f"{name}/ipc{i}/seed{s}"]["acc"] for s in seeds]) for i in ipcs]

@@ -15,6 +15,8 @@ import sys
 
 import numpy as np
 
+from condense_core.synthetic import atomic_write
+
 DEFAULT_DIR = "/usr/share/datasets/fashion-mnist"
 
 
@@ -52,9 +54,12 @@ def main(argv=None) -> int:
     x_tr, y_tr = subsample(read_idx(files["train-images-idx3"]), read_idx(files["train-labels-idx1"]), a.per_class, rng)
     x_te, y_te = subsample(read_idx(files["t10k-images-idx3"]), read_idx(files["t10k-labels-idx1"]), a.test_per_class, rng)
     os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
-    tmp = a.out + ".tmp.npz"
-    np.savez_compressed(tmp, x_train=x_tr, y_train=y_tr.astype(np.int64), x_test=x_te, y_test=y_te.astype(np.int64))
-    os.replace(tmp, a.out)
+    arrays = dict(x_train=x_tr, y_train=y_tr.astype(np.int64), x_test=x_te, y_test=y_te.astype(np.int64))
+
+    def write(tmp):
+        with open(tmp, "wb") as f:  # a file object: np.savez would append .npz to a bare name
+            np.savez_compressed(f, **arrays)
+    atomic_write(a.out, write)
     print(f"wrote {a.out}: {len(x_tr)} train, {len(x_te)} test, images {x_tr.shape[1:]}")
     return 0
 

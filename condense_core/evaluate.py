@@ -32,6 +32,15 @@ class TrainConfig:
     batch_size: int = 256
     dsa: bool = True
 
+    def __post_init__(self):
+        """Bad settings are input errors here, before any data is touched or any file written."""
+        for key, low, strict in (("epochs", 1, False), ("batch_size", 1, False), ("lr", 0, True),
+                                 ("momentum", 0, False), ("weight_decay", 0, False)):
+            value = getattr(self, key)
+            if value < low or (strict and value == low):
+                bound = f"> {low}" if strict else f">= {low}"
+                raise InputError(f"--{key.replace('_', '-')} must be {bound}, got {value}")
+
 
 def train_model(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig,
                 generator: torch.Generator, show_progress: bool = False, desc: str = "train",
@@ -40,8 +49,6 @@ def train_model(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: T
 
     `on_epoch(epoch, model)`, if given, is called after each epoch (e.g. to report accuracy).
     """
-    if cfg.epochs < 1:
-        raise InputError(f"epochs must be >= 1, got {cfg.epochs}")
     device = next(model.parameters()).device
     x, y = x.to(device), y.to(device)
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,

@@ -15,6 +15,9 @@ HELP = {
 }
 CONDENSE_METHODS = ("dm", "lcmat")
 SELECT_METHODS = ("random", "herding", "kcenter", "lcmat")
+# flags that only some methods have (default None = the method's own default)
+METHOD_FLAGS = ("batch_real", "lr_img", "init", "dsa", "rho", "pool_size", "net_epochs",
+                "selection_epochs", "k", "eps")
 
 
 def add_data_arguments(p: argparse.ArgumentParser) -> None:
@@ -76,17 +79,30 @@ def method_config(cls, args: argparse.Namespace) -> dict:
     """The method's settings given on the command line (flags named after its fields)."""
     from dataclasses import fields
 
-    cfg = {f.name: getattr(args, f.name) for f in fields(cls)
-           if f.name != "progress" and getattr(args, f.name, None) is not None}
+    from condense_core import InputError
+
+    own = {f.name for f in fields(cls)}
+    for key in METHOD_FLAGS:
+        if getattr(args, key, None) is not None and key not in own:
+            flag = "--no-dsa" if key == "dsa" else "--" + key.replace("_", "-")
+            raise InputError(f"{flag} does not apply to method {args.method!r}")
+    cfg = {name: getattr(args, name) for name in own
+           if name != "progress" and getattr(args, name, None) is not None}
     cfg["progress"] = not args.quiet
     return cfg
 
 
 def check_out(path: str) -> None:
+    """--out must be a file name in a folder that exists or can be made (checked before any work)."""
     from condense_core import InputError
 
     if os.path.isdir(path):
         raise InputError(f"--out {path} is a directory; give a file name ending in .pt")
+    parent = os.path.dirname(os.path.abspath(path))
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        raise InputError(f"--out {path}: {parent} is a file, not a folder")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -163,10 +163,11 @@ class SyntheticBuffer(ExemplarsBuffer):
         for n, s in zip(names, sets):
             if "item_arity" not in s.meta or "task_labels" not in s.meta:
                 raise InputError(f"{folder}/{n}: not a replay memory set (no item_arity/task_labels)")
-        self.sets = sets
+        held = sum(len(s) for s in sets)
+        if self.mem_size is not None and held > self.mem_size:
+            raise InputError(f"{folder}: memory holds {held} images, more than mem_size {self.mem_size}")
+        self.sets = sets  # only now: a refused folder leaves the current memory as it was
         self._refresh()
-        if self.mem_size is not None and len(self) > self.mem_size:
-            raise InputError(f"{folder}: memory holds {len(self)} images, more than mem_size {self.mem_size}")
         return self
 
 

@@ -214,7 +214,12 @@ def _check_condense(condense: dict) -> None:
 
 
 def check_split(cfg: dict, num_classes: int) -> None:
-    """Check experiences/first_experience_classes against the data's number of classes."""
+    """Check experiences/first_experience_classes and memory.mem_size against the data's number
+    of classes (before any training, so a run never stops half-way on them)."""
+    mem_size = cfg["memory"].get("mem_size")
+    if mem_size is not None and mem_size < num_classes:
+        raise InputError(f"memory.mem_size {mem_size} is smaller than the data's {num_classes} classes: "
+                         "each class needs at least one image")
     first, n = cfg["first_experience_classes"], cfg["experiences"]
     if first is None:
         if n > num_classes:

@@ -93,6 +93,11 @@ def bad_files(tmp_path):
     (["evaluate", "{d}/corrupt.pt", "--data", "digits"], "not a readable"),
     (["evaluate", "{d}/foreign.pt", "--data", "digits"], "not a dcapps SyntheticSet"),
     (["evaluate", "--data", "digits"], "--full"),
+    (["evaluate", "--full", "--data", "digits", "--batch-size", "0"], "--batch-size"),
+    (["evaluate", "--full", "--data", "digits", "--lr", "-1"], "--lr"),
+    (["condense", "--data", "digits", "--method", "dm", "--ipc", "1", "--rho", "0.5"], "does not apply"),
+    (["select", "--data", "digits", "--method", "random", "--ipc", "1", "--selection-epochs", "2"],
+     "does not apply"),
 ])
 def test_bad_input_exits_2_with_one_line(bad_files, capsys, argv, message):
     out_file = bad_files / "out.pt"
@@ -118,3 +123,10 @@ def test_out_must_be_a_file(tmp_path, capsys):
     code, _, err = run_cli(capsys, "select", "--data", "digits", "--method", "random", "--ipc", "1",
                            "--out", tmp_path, "--quiet")
     assert code == 2 and "directory" in err
+
+
+def test_out_inside_a_file_is_refused_before_any_work(tmp_path, capsys):
+    (tmp_path / "plain").write_text("x")
+    code, _, err = run_cli(capsys, "select", "--data", "digits", "--method", "random", "--ipc", "1",
+                           "--out", tmp_path / "plain" / "set.pt", "--quiet")
+    assert code == 2 and "is a file" in err and len(err.strip().splitlines()) == 1

@@ -55,6 +55,7 @@ def test_builtin_configs_are_valid(name):
     ({"train": {"epochs": 0}}, ["train.epochs"]),
     ({"memory": {"ipc": 3, "mem_size": 10}}, ["memory.ipc", "memory.mem_size"]),
     ({"experiences": 11}, ["experiences", "10 classes"]),
+    ({"memory": {"mem_size": 6}}, ["memory.mem_size", "10 classes"]),
     ({"model": {"name": "ConvNet", "widht": 8}}, ["model.widht"]),
     ({"condense": {"lcmat": {"pool": 1}}}, ["condense.lcmat.pool"]),
 ])
