@@ -23,14 +23,16 @@ def resolve_device(name: str | torch.device = "auto") -> torch.device:
         raise InputError(f"unknown device {name!r}: use auto, cpu or cuda") from None
 
 
-def make_generator(seed: int, device: torch.device | str = "cpu", *stream) -> torch.Generator:
-    """A generator seeded from `seed` and an optional stream name/number (never from the clock).
+def derive_seed(seed: int, *stream) -> int:
+    """The seed of stream `stream` (e.g. `("eval", run)`) of a run seeded with `seed`: distinct
+    streams of one seed give independent, reproducible draws (never from the clock)."""
+    return zlib.crc32(repr((int(seed),) + tuple(stream)).encode())
 
-    Different streams of one seed (e.g. `("eval", run)`) give independent, reproducible draws.
-    """
-    key = zlib.crc32(repr((int(seed),) + tuple(stream)).encode())
+
+def make_generator(seed: int, device: torch.device | str = "cpu", *stream) -> torch.Generator:
+    """A generator on `device` seeded with `derive_seed(seed, *stream)`."""
     g = torch.Generator(device=torch.device(device))
-    g.manual_seed(key)
+    g.manual_seed(derive_seed(seed, *stream))
     return g
 
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import os
-import zlib
 from typing import Callable, List, Optional, Sequence, Union
 
 import torch
@@ -32,6 +31,7 @@ from torch.nn import Module
 from torch.optim import Optimizer
 
 from condense_core import ImageData, InputError, SyntheticSet, make_method
+from condense_core.runtime import derive_seed
 from condense_core.synthetic import atomic_write_text
 
 REPLAY_MODES = ("mix", "gdumb")
@@ -67,7 +67,7 @@ class SyntheticBuffer(ExemplarsBuffer):
         options = {"device": str(device), **self.condenser_options}
         if self.iterations is not None and "iterations" in settings:
             options.setdefault("iterations", self.iterations)
-        seed = zlib.crc32(repr((int(self.seed),) + stream).encode())
+        seed = derive_seed(self.seed, *stream)
         return make_method(self.condenser, ipc=ipc, seed=seed, **options)
 
     def budget(self, n_classes: int) -> int:
