@@ -51,14 +51,6 @@ class DSA:
         u = torch.rand(n_groups, 3, generator=generator, device=dev)
         return op, u
 
-    def siamese(self, xs: Sequence[torch.Tensor], groups: Sequence[torch.Tensor], n_groups: int,
-                generator: torch.Generator) -> list[torch.Tensor]:
-        """Augment several batches with one shared draw per group (e.g. real and synthetic)."""
-        op, u = self.draw(n_groups, generator)
-        sizes = [len(x) for x in xs]
-        out = self.apply(torch.cat(list(xs)), op[torch.cat(list(groups))], u[torch.cat(list(groups))])
-        return list(out.split(sizes))
-
     def __call__(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """Independent mode: every sample draws its own operation and parameters."""
         op, u = self.draw(len(x), generator)
