@@ -8,7 +8,8 @@ cached in `--out` (JSON) so an interrupted run continues where it stopped.
     python benchmarks/condense_table.py --data digits --methods random,herding,kcenter,dm,full \
         --ipcs 1,10 --seeds 0,1,2 --iterations 1000 --out runs/bench/digits_table.json
 
-Method names: any registered name; `lcmat-s` / `lcmat-c` pick LCMat's selection / condensation.
+Method names: any registered name; `lcmat-s` / `lcmat-c` pick LCMat's selection / condensation;
+`dm-reference` is DM computed by the straightforward reference loop (`condense_core.reference`).
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from dataclasses import fields
 import torch
 
 from condense_core import TrainConfig, evaluate, load_data, make_method
+from condense_core.reference import ReferenceDM
 from condense_core.registry import CONDENSERS, SELECTORS
 from condense_core.synthetic import atomic_write_text
 
@@ -34,6 +36,8 @@ SAME_SETTINGS = ("data", "iterations", "runs", "epochs", "method_options")  # a 
 def build(name: str, ipc: int, seed: int, iterations: int, extra: dict):
     """The method behind a table name (`lcmat-s` -> LCMat selection), configured; settings in
     `extra` (and `iterations`) go to the methods that have them."""
+    if name == "dm-reference":
+        return ReferenceDM(ipc=ipc, seed=seed, iterations=iterations, **extra)
     kind = SUFFIX_KIND.get(name[-2:], "any")
     base = name[:-2] if kind != "any" else name
     table = {"condense": CONDENSERS, "select": SELECTORS}.get(kind) or {**SELECTORS, **CONDENSERS}

@@ -2,7 +2,9 @@
 
 Everything is loaded into one `ImageData`: float32 images N x C x H x W already normalised with
 the training split's per-channel mean and std, integer labels 0..K-1 indexing `classes`, and the
-normalisation kept alongside so synthetic sets made from it stay in the same space.
+normalisation kept alongside so synthetic sets made from it stay in the same space. An ImageFolder
+too large for memory is the exception: its images stay on disk (`LazyImages`) and are read and
+normalised per batch.
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from .errors import InputError
 TORCHVISION_SETS = ("mnist", "fashionmnist", "cifar10", "cifar100", "svhn")
 DIGITS_TEST_FRACTION = 0.3
 DIGITS_SPLIT_SEED = 0
+STREAM_BATCH = 256  # images read at once when streaming
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
 
@@ -25,9 +28,9 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".we
 class ImageData:
     """A labelled image data set in normalised space, with its test split (possibly empty)."""
 
-    x_train: torch.Tensor
+    x_train: torch.Tensor  # or LazyImages (a streamed ImageFolder)
     y_train: torch.Tensor
-    x_test: torch.Tensor
+    x_test: torch.Tensor  # or LazyImages
     y_test: torch.Tensor
     classes: list
     mean: torch.Tensor
@@ -81,8 +84,11 @@ class ImageData:
                    torch.ones(c) if std is None else torch.as_tensor(std).float(), spec)
 
 
-def load_data(spec: str, root: str | None = None, download: bool = False) -> ImageData:
-    """Load any data spec of DESIGN.md into an `ImageData` (never downloads unless asked)."""
+def load_data(spec: str, root: str | None = None, download: bool = False, stream: bool = False) -> ImageData:
+    """Load any data spec of DESIGN.md into an `ImageData` (never downloads unless asked).
+
+    An ImageFolder is streamed (`LazyImages`: read from disk per batch, never loaded whole) when
+    `stream` is set or when its decoded images would not fit in half the available memory."""
     if spec == "digits":
         x_tr, y_tr, x_te, y_te = _digits()
     elif spec.lower() in TORCHVISION_SETS:
@@ -90,6 +96,8 @@ def load_data(spec: str, root: str | None = None, download: bool = False) -> Ima
     elif spec.endswith(".npz"):
         x_tr, y_tr, x_te, y_te = _npz(spec)
     elif os.path.isdir(spec):
+        if stream or _too_big_for_memory(spec):
+            return _streamed_image_folder(spec)
         x_tr, y_tr, x_te, y_te, names = _image_folder(spec)
         return _assemble(spec, x_tr, y_tr, x_te, y_te, names)
     elif os.path.exists(spec):
@@ -217,10 +225,8 @@ def _torchvision(name: str, root: str, download: bool):
     return (*arrays(tr), *arrays(te))
 
 
-def _image_folder(root: str):
-    """DIR/train/<class>/*.png and DIR/test/<class>/*.png; all images of one size."""
-    from PIL import Image
-
+def _image_files(root: str):
+    """Files and labels of DIR/train/<class>/* and DIR/test/<class>/*, and the class names."""
     out = []
     for split in ("train", "test"):
         d = os.path.join(root, split)
@@ -233,27 +239,98 @@ def _image_folder(root: str):
     extra = set(out[1]) - set(names)
     if extra:
         raise InputError(f"{root}/test has classes not in train: {sorted(extra)[:5]}")
-    arrays = []
+    lists = []
     for split in ("train", "test"):
-        xs, ys = [], []
+        files, labels = [], []
         for label, c in enumerate(names):
             d = os.path.join(root, split, c)
-            if not os.path.isdir(d):
-                continue
-            for fn in sorted(os.listdir(d)):
-                if fn.lower().endswith(IMAGE_SUFFIXES):
-                    try:
-                        with Image.open(os.path.join(d, fn)) as im:
-                            im = im.convert("L" if im.mode in ("1", "L", "I;16", "I") else "RGB")
-                            xs.append(np.asarray(im, dtype=np.uint8))
-                    except OSError:
-                        raise InputError(f"unreadable image {os.path.join(d, fn)}") from None
-                    ys.append(label)
-        shapes = {a.shape for a in xs}
-        if len(shapes) > 1:
-            raise InputError(f"{root}/{split}: images differ in size or mode {sorted(shapes)[:3]}")
-        arrays += [np.stack(xs) if xs else np.zeros((0, 1, 1), np.uint8), np.asarray(ys, dtype=np.int64)]
-    x_tr, y_tr, x_te, y_te = arrays
-    if len(x_te) == 0:
-        x_te = np.zeros((0,) + x_tr.shape[1:], np.uint8)
-    return x_tr, y_tr, x_te, y_te, names
+            if os.path.isdir(d):
+                found = [os.path.join(d, fn) for fn in sorted(os.listdir(d)) if fn.lower().endswith(IMAGE_SUFFIXES)]
+                files += found
+                labels += [label] * len(found)
+        lists += [files, np.asarray(labels, dtype=np.int64)]
+    return (*lists, names)
+
+
+def _read_images(files: Sequence[str], shape: tuple | None = None) -> np.ndarray:
+    """uint8 N x H x W (grey) or N x H x W x 3; every image must have `shape` (or the first's)."""
+    from PIL import Image
+
+    xs = []
+    for path in files:
+        try:
+            with Image.open(path) as im:
+                xs.append(np.asarray(im.convert("L" if im.mode in ("1", "L", "I;16", "I") else "RGB"), dtype=np.uint8))
+        except OSError:
+            raise InputError(f"unreadable image {path}") from None
+        shape = shape or xs[0].shape
+        if xs[-1].shape != shape:
+            raise InputError(f"{path}: image of shape {xs[-1].shape}, the others are {shape}")
+    return np.stack(xs) if xs else np.zeros((0,) + tuple(shape or (1, 1)), np.uint8)
+
+
+def _image_folder(root: str):
+    """DIR/train/<class>/*.png and DIR/test/<class>/*.png; all images of one size."""
+    files_tr, y_tr, files_te, y_te, names = _image_files(root)
+    x_tr = _read_images(files_tr)
+    return x_tr, y_tr, _read_images(files_te, x_tr.shape[1:]), y_te, names
+
+
+class LazyImages:
+    """Images of an ImageFolder read from disk on demand: `x[idx]` loads and normalises only the
+    images asked for (float32 N x C x H x W), so data larger than memory can be condensed."""
+
+    def __init__(self, files: Sequence[str], shape: tuple, mean: torch.Tensor, std: torch.Tensor):
+        self.files, self.image_shape, self.mean, self.std = list(files), tuple(shape), mean, std
+
+    @property
+    def shape(self) -> tuple:
+        return (len(self.files), *self.image_shape)
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, idx) -> torch.Tensor:
+        picks = range(len(self.files))[idx] if isinstance(idx, slice) else torch.as_tensor(idx).reshape(-1).tolist()
+        raw = _read_images([self.files[i] for i in picks], _hwc(self.image_shape))
+        x = torch.from_numpy(_to_nchw(raw, "images"))
+        return (x - self.mean[None, :, None, None]) / self.std[None, :, None, None]
+
+
+def _hwc(chw: tuple) -> tuple:
+    return (chw[1], chw[2]) if chw[0] == 1 else (chw[1], chw[2], chw[0])
+
+
+def _streamed_image_folder(root: str) -> ImageData:
+    """An ImageFolder as `LazyImages`; the normalisation comes from one pass over the training
+    images in batches (float64 sums), so memory stays bounded by one batch."""
+    files_tr, y_tr, files_te, y_te, names = _image_files(root)
+    if not files_tr:
+        raise InputError(f"{root}: the training split is empty")
+    first = _to_nchw(_read_images(files_tr[:1]), "x_train")
+    shape = first.shape[1:]
+    total, squares, count = np.zeros(shape[0]), np.zeros(shape[0]), 0
+    for i in range(0, len(files_tr), STREAM_BATCH):
+        x = _to_nchw(_read_images(files_tr[i:i + STREAM_BATCH], _hwc(shape)), "x_train").astype(np.float64)
+        total += x.sum(axis=(0, 2, 3))
+        squares += (x ** 2).sum(axis=(0, 2, 3))
+        count += x.shape[0] * x.shape[2] * x.shape[3]
+    mean = total / count
+    std = np.sqrt(np.maximum(squares - count * mean ** 2, 0) / max(count - 1, 1))
+    mean, std = torch.tensor(mean, dtype=torch.float32), torch.tensor(std, dtype=torch.float32).clamp_min(1e-6)
+    return ImageData(LazyImages(files_tr, shape, mean, std), torch.from_numpy(y_tr),
+                     LazyImages(files_te, shape, mean, std), torch.from_numpy(y_te), list(names), mean, std, root)
+
+
+def _too_big_for_memory(root: str) -> bool:
+    """True when the decoded training images would take more than half the available memory."""
+    files, *_ = _image_files(root)
+    if not files:
+        return False
+    per_image = _to_nchw(_read_images(files[:1]), "x_train").nbytes
+    try:
+        with open("/proc/meminfo") as f:
+            available = next(int(line.split()[1]) * 1024 for line in f if line.startswith("MemAvailable"))
+    except (OSError, StopIteration):
+        return False
+    return per_image * len(files) > available / 2

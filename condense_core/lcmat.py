@@ -26,7 +26,8 @@ import torch
 import torch.nn.functional as F
 
 from .data import ImageData
-from .dm import DM, class_means
+from .distributed import Shard
+from .dm import DM
 from .errors import InputError
 from .evaluate import TrainConfig, train_model
 from .selectors import TrainedSelector
@@ -129,19 +130,6 @@ class LCMatS(TrainedSelector):
         return facility_location(dist.max() - dist, self.ipc)
 
 
-def head_moments(classifier: torch.nn.Linear, f: torch.Tensor, y: torch.Tensor, groups: torch.Tensor,
-                 n_groups: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per group, the mean last-layer gradient and mean Hessian diagonal (n_groups x C x D each)."""
-    a, u, q, v = head_factors(classifier, f, y)
-    grads, hess = [], []
-    for j in range(n_groups):
-        sel = groups == j
-        n = sel.sum().clamp_min(1)
-        grads.append(a[sel].T @ u[sel] / n)
-        hess.append(q[sel].T @ v[sel] / n)
-    return torch.stack(grads), torch.stack(hess)
-
-
 @dataclass
 class LCMatC(DM):
     """LCMat-C: distribution matching plus last-layer gradient and curvature matching."""
@@ -161,12 +149,21 @@ class LCMatC(DM):
         if self.pool_size > 0 and self.net_epochs < 1:
             raise InputError(f"--net-epochs must be >= 1, got {self.net_epochs}")
 
-    def _run(self, data, device):
-        self._pool = [self.pool_network(data, device, i) for i in range(self.pool_size)]
+    def _run(self, data, device, checkpoint=None):
+        self._pool = self.pool(data, device)
         try:
-            return super()._run(data, device)
+            return super()._run(data, device, checkpoint)
         finally:
             del self._pool
+
+    def pool(self, data: ImageData, device: torch.device) -> list[torch.nn.Module]:
+        """The `pool_size` trained networks; under torch.distributed rank r trains members
+        r, r + world, ... and every rank receives all of them (the same as training them all)."""
+        shard = Shard.current()
+        mine = {i: self.pool_network(data, device, i) for i in range(self.pool_size) if shard.owns(i)}
+        placeholder = lambda i: self.network(data, device, self.generator(device, "pool", i))  # noqa: E731
+        return [shard.broadcast_module(mine[i] if i in mine else placeholder(i), i % shard.world)
+                for i in range(self.pool_size)]
 
     def pool_network(self, data: ImageData, device: torch.device, i: int) -> torch.nn.Module:
         """Pool member `i`: a fresh network trained `net_epochs` on the real data, then frozen."""
@@ -177,19 +174,20 @@ class LCMatC(DM):
         return net.requires_grad_(False)
 
     def sample_network(self, net, data, generator, iteration):
-        """A pool network drawn at random each iteration, or a random one (DM) without a pool."""
+        """The weights of a pool network drawn at random each iteration (copied into `net`), or
+        random weights (DM) without a pool."""
         if not getattr(self, "_pool", None):
             return super().sample_network(net, data, generator, iteration)
         i = int(torch.randint(len(self._pool), (1,), generator=generator, device=generator.device))
-        return self._pool[i].train()
+        net.load_state_dict(self._pool[i].state_dict())
 
-    def match_loss(self, net, real, real_groups, syn, syn_groups, k, label_of_group) -> torch.Tensor:
-        """Sum over classes of the DM gap, rho ||mean gradient gap||^2 and rho^2/2 ||mean Hessian-diagonal
-        gap||^2: the terms of LCMat's bound on the loss gap within radius rho (squared, like DM's)."""
-        e_real, e_syn = self.embeddings(net, real, real_groups, syn, syn_groups, k)
-        loss = ((class_means(e_real, real_groups, k) - class_means(e_syn, syn_groups, k)) ** 2).sum()
-        with torch.no_grad():
-            g_real, h_real = head_moments(net.classifier, e_real, label_of_group[real_groups], real_groups, k)
-        g_syn, h_syn = head_moments(net.classifier, e_syn, label_of_group[syn_groups], syn_groups, k)
-        curvature = ((h_real - h_syn) ** 2).sum()
-        return loss + self.rho * ((g_real - g_syn) ** 2).sum() + self.rho ** 2 / 2 * curvature
+    def moments(self, net, emb, label):
+        """DM's embedding sum, plus the sums of the last-layer gradient and Hessian diagonal."""
+        a, u, q, v = head_factors(net.classifier, emb, torch.full((len(emb),), label, device=emb.device))
+        return [emb.sum(0), a.T @ u, q.T @ v]
+
+    def match_loss(self, real, syn):
+        """DM's gap plus rho ||mean gradient gap||^2 and rho^2/2 ||mean Hessian-diagonal gap||^2:
+        the terms of LCMat's bound on the loss gap within radius rho (squared, like DM's)."""
+        gaps = [((r - s) ** 2).sum() for r, s in zip(real, syn)]
+        return gaps[0] + self.rho * gaps[1] + self.rho ** 2 / 2 * gaps[2]

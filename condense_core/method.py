@@ -14,6 +14,7 @@ from typing import ClassVar
 
 import torch
 
+from .checkpoint import Checkpoint
 from .data import ImageData
 from .errors import InputError
 from .networks import build_model, reinitialize
@@ -33,12 +34,13 @@ class Method:
     name: ClassVar[str] = ""
     needs_real_per_class: ClassVar[bool] = True  # ipc real images per class are picked or used as init
 
-    def condense(self, data: ImageData) -> SyntheticSet:
-        """Build the reduced set for every class present in `data`'s training split."""
+    def condense(self, data: ImageData, checkpoint: Checkpoint | None = None) -> SyntheticSet:
+        """Build the reduced set for every class present in `data`'s training split; iterative
+        methods save to and resume from `checkpoint` (the others finish too fast to need one)."""
         self.validate(data)
         dev = resolve_device(self.device)
         t0 = time.time()
-        images, labels, extra = self._run(data, dev)
+        images, labels, extra = self._run(data, dev, checkpoint)
         meta = {"method": self.name, **self.config(), "data": data.spec,
                 "data_shape": [data.channels, *data.image_size], "labels": data.present_labels(),
                 "wall_time_s": round(time.time() - t0, 3), "device": str(dev),
@@ -61,7 +63,8 @@ class Method:
             raise InputError(f"--ipc {self.ipc} is larger than the smallest class "
                              f"({data.smallest_class()} images)")
 
-    def _run(self, data: ImageData, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, dict]:
+    def _run(self, data: ImageData, device: torch.device, checkpoint: Checkpoint | None
+             ) -> tuple[torch.Tensor, torch.Tensor, dict]:
         """Return (images, labels, extra metadata)."""
         raise NotImplementedError
 

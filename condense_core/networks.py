@@ -159,15 +159,16 @@ def has_batch_stats(model: nn.Module) -> bool:
 def reinitialize(model: nn.Module, generator: torch.Generator) -> nn.Module:
     """Re-draw every weight as PyTorch's default init would, but from `generator` (reproducible).
 
-    Used to get a fresh random network each iteration without touching the global RNG.
+    Used to get a fresh random network each iteration without touching the global RNG. The
+    draws do not depend on the weights' memory format (channels-last gets the same network).
     """
     for m in model.modules():
         if isinstance(m, (nn.Conv2d, nn.Linear)):
-            nn.init.kaiming_uniform_(m.weight, a=math.sqrt(5), generator=generator)
+            _draw(m.weight, lambda w: nn.init.kaiming_uniform_(w, a=math.sqrt(5), generator=generator))
             if m.bias is not None:
                 fan_in = m.weight[0].numel()
                 bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0
-                nn.init.uniform_(m.bias, -bound, bound, generator=generator)
+                _draw(m.bias, lambda b: nn.init.uniform_(b, -bound, bound, generator=generator))
         elif isinstance(m, (nn.GroupNorm, nn.LayerNorm, nn.modules.batchnorm._BatchNorm)):
             if getattr(m, "weight", None) is not None:
                 nn.init.ones_(m.weight)
@@ -175,3 +176,11 @@ def reinitialize(model: nn.Module, generator: torch.Generator) -> nn.Module:
             if isinstance(m, nn.modules.batchnorm._BatchNorm):
                 m.reset_running_stats()
     return model
+
+
+@torch.no_grad()
+def _draw(param: torch.Tensor, init) -> None:
+    """Fill `param` by `init` drawn in logical (contiguous) order, whatever its memory layout."""
+    fresh = torch.empty(param.shape, dtype=param.dtype, device=param.device)
+    init(fresh)
+    param.copy_(fresh)

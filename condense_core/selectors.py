@@ -21,7 +21,7 @@ from .method import Method, pick_per_class
 class Selector(Method):
     """Base of the selectors: `select_class` picks positions within one class."""
 
-    def _run(self, data, device):
+    def _run(self, data, device, checkpoint=None):
         chosen = self.select(data, device)
         return data.x_train[chosen], data.y_train[chosen], {"indices": chosen.tolist()}
 

@@ -1,11 +1,154 @@
-"""`dcapps bench` (not yet built: issue 7)."""
-HELP = {"bench": "time the condensation engine (issue 7)"}
+"""`dcapps bench condense`: the DM engine's time per iteration against the reference loop.
+
+Both run in this process on the same data and settings (`condense_core.reference` computes the
+same set, the straightforward way). Printed: seconds per iteration of each and their ratio, the
+engine's achieved GFLOP/s (the iteration's convolution and matmul FLOPs, counted once by
+PyTorch's FLOP counter) beside this machine's measured fp32 matmul peak, and the peak memory of
+the engine. Timings are for reading, never for tests.
+"""
+from __future__ import annotations
+
+import argparse
+import platform
+import time
+
+HELP = {"bench": "time the condensation engine against a straightforward reference loop"}
 
 
-def add_arguments(name, p):
-    pass
+def add_arguments(name, p: argparse.ArgumentParser) -> None:
+    from dcapps.commands import add_data_arguments, add_engine_arguments, add_stream_argument
+
+    p.add_argument("what", choices=("condense",), help="what to time (condense: one DM iteration)")
+    add_data_arguments(p)
+    add_stream_argument(p)
+    p.add_argument("--ipc", type=int, default=10)
+    p.add_argument("--batch-real", type=int, default=256)
+    p.add_argument("--iterations", type=int, default=5, help="timed iterations of each loop (5)")
+    p.add_argument("--warmup", type=int, default=2, help="untimed iterations first (compilation) (2)")
+    p.add_argument("--model", default="ConvNet")
+    add_engine_arguments(p)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
 
 
-def run(args):
-    from condense_core import InputError
-    raise InputError(f"dcapps {args.command} is not available yet")
+def run(args) -> int:
+    import torch
+
+    from condense_core import InputError, load_data
+    from condense_core.dm import DM, Engine
+    from condense_core.reference import ReferenceLoop
+    from condense_core.runtime import resolve_device
+    from dcapps.cli import emit_json
+
+    if args.iterations < 1:
+        raise InputError(f"--iterations must be >= 1, got {args.iterations}")
+    if args.warmup < 0:
+        raise InputError(f"--warmup must be >= 0, got {args.warmup}")
+    device = resolve_device(args.device)
+    data = load_data(args.data, args.root, args.download, args.stream)
+    speed = {k: getattr(args, k) for k in ("precision", "channels_last", "compile", "real_chunk")
+             if getattr(args, k) is not None}
+    dm = DM(ipc=args.ipc, batch_real=args.batch_real, iterations=args.warmup + args.iterations,
+            seed=args.seed, model=args.model, device=str(device), **speed)
+    dm.validate(data)  # ipc, batch_real and the speed flags
+    peak = matmul_peak(device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    engine = Engine(dm, data, device)
+    engine_s = seconds_per_step(engine, args.warmup, args.iterations, device)
+    memory = peak_memory(device)
+    reference = ReferenceLoop(dm, data, device)
+    flops = count_flops(reference.step)  # the same arithmetic as one engine iteration
+    reference_s = seconds_per_step(reference, 0, args.iterations, device)
+    streamed = not torch.is_tensor(data.x_train)
+    res = {"data": args.data, "streamed": streamed, "image_shape": [data.channels, *data.image_size],
+           "classes": len(data.present_labels()), "ipc": args.ipc, "batch_real": args.batch_real,
+           "model": args.model, "iterations": args.iterations, "precision": dm.precision,
+           "channels_last": dm.channels_last, "compile": dm.compile, "real_chunk": engine.chunk,
+           "engine_s_per_it": engine_s, "reference_s_per_it": reference_s, "speedup": reference_s / engine_s,
+           "gflop_per_it": flops / 1e9, "engine_gflops": flops / engine_s / 1e9, "matmul_peak_gflops": peak,
+           "peak_memory_gb": memory, "machine": machine(device), "torch": torch.__version__}
+    flags = ", ".join([dm.precision] + ["channels-last"] * dm.channels_last + ["compiled"] * dm.compile)
+    print(f"data      {args.data}{' (streamed from disk)' * streamed}: {res['classes']} classes of "
+          f"{'x'.join(map(str, res['image_shape']))}, ipc {args.ipc}, batch_real {args.batch_real}, "
+          f"{args.model}; {res['machine']}")
+    print(f"engine    {engine_s:8.3f} s/iteration  ({flags}, real chunk {engine.chunk})")
+    print(f"reference {reference_s:8.3f} s/iteration  (fresh network, one forward per class, fp32)")
+    print(f"speed-up  {res['speedup']:8.2f}x")
+    print(f"engine    {res['engine_gflops']:8.1f} GFLOP/s ({res['gflop_per_it']:.1f} GFLOP per iteration); "
+          f"fp32 matmul peak {peak:.1f} GFLOP/s ({100 * res['engine_gflops'] / peak:.0f}%)")
+    print(f"memory    {memory:8.2f} GB peak ({'CUDA allocated' if device.type == 'cuda' else 'resident'}, "
+          "data and engine)")
+    if args.json:
+        emit_json(res)
+    return 0
+
+
+def _sync(device) -> None:
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def seconds_per_step(loop, warmup: int, n: int, device) -> float:
+    """Mean wall seconds of `loop.step()` over `n` calls after `warmup` untimed ones."""
+    for _ in range(warmup):
+        loop.step()
+    _sync(device)
+    t0 = time.perf_counter()
+    for _ in range(n):
+        loop.step()
+    _sync(device)
+    return (time.perf_counter() - t0) / n
+
+
+def matmul_peak(device, n: int = 2048, seconds: float = 1.0) -> float:
+    """This machine's fp32 matmul throughput in GFLOP/s (best of repeated n x n products)."""
+    import torch
+
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+    a @ b
+    best, t_end = float("inf"), time.perf_counter() + seconds
+    while time.perf_counter() < t_end:
+        _sync(device)
+        t0 = time.perf_counter()
+        a @ b
+        _sync(device)
+        best = min(best, time.perf_counter() - t0)
+    return 2 * n ** 3 / best / 1e9
+
+
+def count_flops(fn) -> float:
+    """FLOPs of one call of `fn` (convolutions and matrix products, forward and backward)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return float(counter.get_total_flops())
+
+
+def peak_memory(device) -> float:
+    """GB: CUDA memory allocated at peak, or the process's peak resident set on a CPU."""
+    import resource
+
+    import torch
+
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 1e9
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6  # KiB on Linux
+
+
+def machine(device) -> str:
+    import torch
+
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    name = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            name = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"{name}, {torch.get_num_threads()} threads"

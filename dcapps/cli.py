@@ -53,6 +53,7 @@ def emit_json(obj) -> None:
 
 
 def main(argv=None) -> int:
+    from condense_core.checkpoint import Interrupted
     from condense_core.errors import InputError
 
     try:
@@ -62,6 +63,9 @@ def main(argv=None) -> int:
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__
         print(f"dcapps: error: {msg}", file=sys.stderr)
         return 2
+    except Interrupted as e:
+        print(f"dcapps: {e}", file=sys.stderr)
+        return 128 + e.signum
     except KeyboardInterrupt:
         print("dcapps: interrupted", file=sys.stderr)
         return 130

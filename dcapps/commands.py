@@ -17,7 +17,7 @@ CONDENSE_METHODS = ("dm", "lcmat")
 SELECT_METHODS = ("random", "herding", "kcenter", "lcmat")
 # flags that only some methods have (default None = the method's own default)
 METHOD_FLAGS = ("batch_real", "lr_img", "init", "dsa", "rho", "pool_size", "net_epochs",
-                "selection_epochs", "k", "eps")
+                "selection_epochs", "k", "eps", "precision", "channels_last", "compile", "real_chunk")
 
 
 def add_data_arguments(p: argparse.ArgumentParser) -> None:
@@ -26,6 +26,23 @@ def add_data_arguments(p: argparse.ArgumentParser) -> None:
                    help="digits | mnist | fashionmnist | cifar10 | cifar100 | svhn | PATH.npz | DIR/")
     p.add_argument("--root", default=None, help="folder of torchvision data sets (default ./data)")
     p.add_argument("--download", action="store_true", help="allow downloading a torchvision set")
+
+
+def add_stream_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--stream", action="store_true",
+                   help="read an ImageFolder from disk per batch instead of loading it (automatic when "
+                        "it would not fit in half the available memory)")
+
+
+def add_engine_arguments(p: argparse.ArgumentParser) -> None:
+    """The condensation engine's speed flags (default None = the method's own default)."""
+    p.add_argument("--precision", choices=("fp32", "bf16"), default=None,
+                   help="bf16 autocasts the networks' forward (lower precision; default fp32)")
+    p.add_argument("--no-channels-last", dest="channels_last", action="store_false", default=None,
+                   help="keep images and weights channels-first")
+    p.add_argument("--compile", action="store_true", default=None,
+                   help="torch.compile the embedding network (needs a C++ compiler on CPU)")
+    p.add_argument("--real-chunk", type=int, default=None, help="real images per forward (0 = automatic)")
 
 
 def add_run_arguments(p: argparse.ArgumentParser) -> None:
@@ -41,6 +58,7 @@ def add_arguments(name: str, p: argparse.ArgumentParser) -> None:
         p.add_argument("file", nargs="?", help="a SyntheticSet .pt file")
         p.add_argument("--full", action="store_true", help="evaluate the whole training set instead")
         add_data_arguments(p)
+        add_stream_argument(p)
         p.add_argument("--model", default="ConvNet", help="ConvNet | MLP | ResNet")
         p.add_argument("--runs", type=int, default=5)
         p.add_argument("--epochs", type=int, default=300)
@@ -50,6 +68,7 @@ def add_arguments(name: str, p: argparse.ArgumentParser) -> None:
         add_run_arguments(p)
         return
     add_data_arguments(p)
+    add_stream_argument(p)
     p.add_argument("--method", required=True,
                    choices=CONDENSE_METHODS if name == "condense" else SELECT_METHODS)
     p.add_argument("--ipc", type=int, required=True, help="images per class")
@@ -67,6 +86,11 @@ def add_arguments(name: str, p: argparse.ArgumentParser) -> None:
         p.add_argument("--pool-size", type=int, default=None,
                        help="lcmat: briefly trained networks to draw from (8; 0 = random like dm)")
         p.add_argument("--net-epochs", type=int, default=None, help="lcmat: epochs of each pool network (5)")
+        add_engine_arguments(p)
+        p.add_argument("--checkpoint-every", type=int, default=0, metavar="N",
+                       help="save the run's state next to --out every N iterations (it is also saved "
+                            "on SIGINT/SIGTERM)")
+        p.add_argument("--resume", action="store_true", help="continue from the checkpoint next to --out")
     else:
         p.add_argument("--selection-epochs", type=int, default=None,
                        help="epochs of the network that herding/kcenter/lcmat look through (10)")
@@ -82,9 +106,10 @@ def method_config(cls, args: argparse.Namespace) -> dict:
     from condense_core import InputError
 
     own = {f.name for f in fields(cls)}
+    negative = {"dsa": "--no-dsa", "channels_last": "--no-channels-last"}
     for key in METHOD_FLAGS:
         if getattr(args, key, None) is not None and key not in own:
-            flag = "--no-dsa" if key == "dsa" else "--" + key.replace("_", "-")
+            flag = negative.get(key, "--" + key.replace("_", "-"))
             raise InputError(f"{flag} does not apply to method {args.method!r}")
     cfg = {name: getattr(args, name) for name in own
            if name != "progress" and getattr(args, name, None) is not None}
@@ -112,16 +137,29 @@ def run(args: argparse.Namespace) -> int:
         return _evaluate(args, emit_json)
     from condense_core import CONDENSERS, SELECTORS, load_data, make_method
 
+    from condense_core.checkpoint import Checkpoint
+    from condense_core.distributed import Shard, finish, init_from_env
+
     check_out(args.out)
     kind = "condense" if args.command == "condense" else "select"
     cls = (CONDENSERS if kind == "condense" else SELECTORS).get(args.method)
     if cls is None:
         from condense_core import InputError
         raise InputError(f"method {args.method!r} is not available here")
-    method = make_method(args.method, kind, **method_config(cls, args))
-    data = load_data(args.data, args.root, args.download)
-    syn = method.condense(data)
-    syn.save(args.out)
+    checkpoint = (Checkpoint(Checkpoint.next_to(args.out), args.checkpoint_every, args.resume)
+                  if kind == "condense" else None)
+    args.device = init_from_env(args.device)  # under torchrun: join the group, one device per rank
+    try:
+        method = make_method(args.method, kind, **method_config(cls, args))
+        data = load_data(args.data, args.root, args.download, args.stream)
+        syn = method.condense(data, checkpoint)
+        if Shard.current().rank != 0:
+            return 0
+        syn.save(args.out)
+    finally:
+        finish()
+    if checkpoint is not None:
+        checkpoint.remove()  # superseded by the finished set, now safely on disk
     result = {"out": args.out, "method": args.method, "ipc": args.ipc, "images": len(syn),
               "wall_time_s": syn.meta["wall_time_s"]}
     if args.png:
@@ -134,12 +172,16 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args, emit_json) -> int:
+    import torch
+
     from condense_core import InputError, SyntheticSet, TrainConfig, evaluate, load_data
 
     if args.full == bool(args.file):
         raise InputError("give either a SyntheticSet FILE.pt or --full")
     syn = SyntheticSet.load(args.file) if args.file else None
-    data = load_data(args.data, args.root, args.download)
+    data = load_data(args.data, args.root, args.download, args.stream)
+    if args.full and not torch.is_tensor(data.x_train):
+        raise InputError("--full trains on the whole training set, which needs it in memory (not --stream)")
     x, y = syn.for_data(data) if syn else (data.x_train, data.y_train)
     cfg = TrainConfig(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, dsa=args.dsa)
     res = evaluate(x, y, data, runs=args.runs, seed=args.seed, model=args.model, cfg=cfg,
