@@ -1,7 +1,7 @@
 """`dcapps bench condense`: the DM engine's time per iteration against the reference loop.
 
-Both run in this process on the same data and settings (`condense_core.reference` computes the
-same set, the straightforward way). Printed: seconds per iteration of each and their ratio, the
+Both run in this process on the same data and settings, taking turns iteration by iteration
+(`condense_core.reference` computes the same set, the straightforward way). Printed: the median seconds per iteration of each and their ratio, the
 engine's achieved GFLOP/s (the iteration's convolution and matmul FLOPs, counted once by
 PyTorch's FLOP counter) beside this machine's measured fp32 matmul peak, and the peak memory of
 the engine. Timings are for reading, never for tests.
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import platform
+import statistics
 import time
 
 HELP = {"bench": "time the condensation engine against a straightforward reference loop"}
@@ -23,7 +24,7 @@ def add_arguments(name, p: argparse.ArgumentParser) -> None:
     add_stream_argument(p)
     p.add_argument("--ipc", type=int, default=10)
     p.add_argument("--batch-real", type=int, default=256)
-    p.add_argument("--iterations", type=int, default=5, help="timed iterations of each loop (5)")
+    p.add_argument("--iterations", type=int, default=5, help="timed iterations of each loop (5; the median is kept)")
     p.add_argument("--warmup", type=int, default=2, help="untimed iterations first (compilation) (2)")
     p.add_argument("--model", default="ConvNet")
     add_engine_arguments(p)
@@ -56,11 +57,12 @@ def run(args) -> int:
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     engine = Engine(dm, data, device)
-    engine_s = seconds_per_step(engine, args.warmup, args.iterations, device)
+    for _ in range(args.warmup):  # compilation, allocator and cache warm-up
+        engine.step()
     memory = peak_memory(device)
     reference = ReferenceLoop(dm, data, device)
     flops = count_flops(reference.step)  # the same arithmetic as one engine iteration
-    reference_s = seconds_per_step(reference, 0, args.iterations, device)
+    engine_s, reference_s = interleaved_seconds([engine, reference], args.iterations, device)
     streamed = not torch.is_tensor(data.x_train)
     res = {"data": args.data, "streamed": streamed, "image_shape": [data.channels, *data.image_size],
            "classes": len(data.present_labels()), "ipc": args.ipc, "batch_real": args.batch_real,
@@ -92,16 +94,18 @@ def _sync(device) -> None:
         torch.cuda.synchronize(device)
 
 
-def seconds_per_step(loop, warmup: int, n: int, device) -> float:
-    """Mean wall seconds of `loop.step()` over `n` calls after `warmup` untimed ones."""
-    for _ in range(warmup):
-        loop.step()
-    _sync(device)
-    t0 = time.perf_counter()
+def interleaved_seconds(loops: list, n: int, device) -> list[float]:
+    """Median wall seconds of one `step()` of each loop over `n` rounds; the loops take turns
+    within a round, so a machine that slows down or speeds up mid-run affects both alike."""
+    times: list[list[float]] = [[] for _ in loops]
     for _ in range(n):
-        loop.step()
-    _sync(device)
-    return (time.perf_counter() - t0) / n
+        for loop, record in zip(loops, times):
+            _sync(device)
+            t0 = time.perf_counter()
+            loop.step()
+            _sync(device)
+            record.append(time.perf_counter() - t0)
+    return [statistics.median(t) for t in times]
 
 
 def matmul_peak(device, n: int = 2048, seconds: float = 1.0) -> float:

@@ -38,8 +38,8 @@ def add_engine_arguments(p: argparse.ArgumentParser) -> None:
     """The condensation engine's speed flags (default None = the method's own default)."""
     p.add_argument("--precision", choices=("fp32", "bf16"), default=None,
                    help="bf16 autocasts the networks' forward (lower precision; default fp32)")
-    p.add_argument("--no-channels-last", dest="channels_last", action="store_false", default=None,
-                   help="keep images and weights channels-first")
+    p.add_argument("--channels-last", action="store_true", default=None,
+                   help="channels-last images and weights (off: slower on a CPU; try it on a GPU)")
     p.add_argument("--compile", action="store_true", default=None,
                    help="torch.compile the embedding network (needs a C++ compiler on CPU)")
     p.add_argument("--real-chunk", type=int, default=None, help="real images per forward (0 = automatic)")
@@ -79,7 +79,8 @@ def add_arguments(name: str, p: argparse.ArgumentParser) -> None:
         p.add_argument("--iterations", type=int, default=500)
         p.add_argument("--batch-real", type=int, default=None, help="real images per class per iteration (256)")
         p.add_argument("--lr-img", type=float, default=None, help="learning rate of the images (1.0)")
-        p.add_argument("--init", choices=("real", "noise"), default=None)
+        p.add_argument("--init", choices=("real", "herding", "noise"), default=None,
+                       help="start from random real images (default), herding's picks, or noise")
         p.add_argument("--no-dsa", dest="dsa", action="store_false", default=None,
                        help="no differentiable Siamese augmentation")
         p.add_argument("--rho", type=float, default=None, help="lcmat: neighbourhood radius (1.0)")
@@ -106,10 +107,9 @@ def method_config(cls, args: argparse.Namespace) -> dict:
     from condense_core import InputError
 
     own = {f.name for f in fields(cls)}
-    negative = {"dsa": "--no-dsa", "channels_last": "--no-channels-last"}
     for key in METHOD_FLAGS:
         if getattr(args, key, None) is not None and key not in own:
-            flag = negative.get(key, "--" + key.replace("_", "-"))
+            flag = "--no-dsa" if key == "dsa" else "--" + key.replace("_", "-")
             raise InputError(f"{flag} does not apply to method {args.method!r}")
     cfg = {name: getattr(args, name) for name in own
            if name != "progress" and getattr(args, name, None) is not None}

@@ -8,6 +8,10 @@ them detached on the CPU in the space the model sees. `CondensedReplayPlugin` re
 re-initialises the model and trains it on the memory only (the DM paper's protocol). `DMReplay`
 is `SupervisedTemplate` + that plugin, with the conventions of Avalanche's `Replay` and `GDumb`.
 
+A memory is condensed in a few hundred iterations per experience, not DM's 20,000, so DM-family
+condensers (`dm`, `lcmat`) default to `condense_core.dm.SHORT_RUN`: start from herding's picks
+and take larger image steps (lr_img 30); `condenser_options` overrides either.
+
 Budgets: `ipc` images per class (memory grows with the classes, as in the DM paper), or
 `mem_size` images in all, shared equally by the classes seen (`mem_size // classes`; any
 remainder stays unused). When new classes arrive under `mem_size`, every older class whose
@@ -31,6 +35,7 @@ from torch.nn import Module
 from torch.optim import Optimizer
 
 from condense_core import ImageData, InputError, SyntheticSet, make_method
+from condense_core.dm import SHORT_RUN
 from condense_core.runtime import derive_seed
 from condense_core.synthetic import atomic_write_text
 
@@ -64,7 +69,8 @@ class SyntheticBuffer(ExemplarsBuffer):
     def method(self, ipc: int, device, *stream):
         """The configured condenser/selector for `ipc` images per class, seeded from `stream`."""
         settings = {f.name for f in dataclasses.fields(make_method(self.condenser))}
-        options = {"device": str(device), **self.condenser_options}
+        short_run = {k: v for k, v in SHORT_RUN.items() if k in settings}
+        options = {**short_run, "device": str(device), **self.condenser_options}
         if self.iterations is not None and "iterations" in settings:
             options.setdefault("iterations", self.iterations)
         seed = derive_seed(self.seed, *stream)

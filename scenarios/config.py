@@ -11,6 +11,7 @@ import copy
 import os
 from typing import Any
 
+from condense_core.dm import INITS, SHORT_RUN
 from condense_core.errors import InputError
 
 STRATEGIES = ("naive", "replay", "herding", "gdumb", "dmreplay", "lcmatreplay", "joint")
@@ -28,7 +29,7 @@ DEFAULTS: dict[str, Any] = {
     "model": {"name": "ConvNet", "width": 64, "depth": 3},
     "train": {"epochs": 10, "batch_size": 64, "lr": 0.01, "momentum": 0.9, "weight_decay": 0.0005},
     "memory": {"ipc": 10, "mem_size": None, "replay_mode": "mix"},
-    "condense": {"iterations": 300, "batch_real": 128, "lr_img": 1.0, "init": "real", "dsa": True},
+    "condense": {"iterations": 300, "batch_real": 128, **SHORT_RUN, "dsa": True},
     "strategies": list(STRATEGIES),
 }
 MODEL_OPTIONS = ("name", "width", "depth", "act", "norm", "pool")
@@ -207,8 +208,8 @@ def _check_condense(condense: dict) -> None:
     _int(condense, "iterations", "condense.iterations")
     _int(condense, "batch_real", "condense.batch_real")
     _float(condense, "lr_img", "condense.lr_img", positive=True)
-    if condense["init"] not in ("real", "noise"):
-        raise InputError(f"condense.init must be real or noise, got {condense['init']!r}")
+    if condense["init"] not in INITS:
+        raise InputError(f"condense.init must be one of {', '.join(INITS)}, got {condense['init']!r}")
     if not isinstance(condense["dsa"], bool):
         raise InputError(f"condense.dsa must be true or false, got {condense['dsa']!r}")
 

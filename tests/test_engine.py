@@ -28,7 +28,7 @@ def steps(loop, n):
 
 
 def test_engine_computes_the_reference_loops_set(digits):
-    for flags in ({}, {"channels_last": False, "real_chunk": 7}, {"init": "noise", "dsa": False}):
+    for flags in ({}, {"channels_last": True, "real_chunk": 7}, {"init": "noise", "dsa": False}):
         dm = DM(ipc=2, batch_real=40, iterations=4, seed=3, **SMALL, **flags)
         ref = steps(ReferenceLoop(dm, digits, CPU), 4).images()
         engine = steps(Engine(dm, digits, CPU), 4).result()[0]

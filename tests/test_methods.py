@@ -68,6 +68,16 @@ def test_dm_with_batchnorm_and_noise_init(digits):
     assert syn.labels.tolist() == [1, 4] and torch.isfinite(syn.images).all()
 
 
+def test_dm_herding_init_starts_from_herdings_picks_and_moves_them(digits):
+    cfg = dict(ipc=2, seed=3, **SMALL)
+    picks = make_method("herding", "select", **cfg).condense(digits).images
+    dm = dict(cfg, init="herding", batch_real=32)
+    start = make_method("dm", iterations=1, lr_img=1e-9, **dm).condense(digits).images
+    moved = make_method("dm", iterations=3, lr_img=30.0, **dm).condense(digits).images
+    assert torch.allclose(start, picks, atol=1e-6)
+    assert not torch.allclose(moved, picks, atol=1e-3)
+
+
 @pytest.mark.parametrize("name", ["random", "herding", "kcenter"])
 def test_selectors_pick_distinct_real_images(digits, name):
     cfg = {"selection_epochs": 1} if name != "random" else {}

@@ -122,6 +122,15 @@ def test_bad_settings_fail_at_construction():
         DMReplay(model=model, optimizer=torch.optim.SGD(model.parameters(), lr=0.1), not_a_setting=1)
 
 
+def test_dm_memories_default_to_short_run_settings_that_options_override():
+    from condense_core.dm import SHORT_RUN
+
+    dm = SyntheticBuffer(condenser="dm").method(10, "cpu", "check")
+    assert {k: getattr(dm, k) for k in SHORT_RUN} == SHORT_RUN
+    assert SyntheticBuffer(condenser="dm", condenser_options={"init": "real"}).method(10, "cpu").init == "real"
+    assert SyntheticBuffer(condenser="herding").method(10, "cpu").name == "herding"  # no such settings
+
+
 class Watch(SupervisedPlugin):
     """Records the mini-batch sizes and checks the weights when training starts."""
 
@@ -170,3 +179,38 @@ def test_memory_save_load_round_trip(digits, tmp_path):
         SyntheticBuffer().load(str(tmp_path))
     with pytest.raises(InputError, match="more than mem_size"):
         SyntheticBuffer(mem_size=4, condenser="random").load(folder)
+
+
+def _write_idx(path, array: "np.ndarray") -> None:
+    """An uncompressed IDX file (the MNIST format) holding a uint8 array."""
+    import numpy as np
+
+    header = bytes([0, 0, 8, array.ndim]) + b"".join(int(n).to_bytes(4, "big") for n in array.shape)
+    path.write_bytes(header + np.ascontiguousarray(array, dtype=np.uint8).tobytes())
+
+
+def test_dmreplay_on_avalanches_own_split_mnist(digits_arrays, tmp_path):
+    """SplitMNIST as Avalanche builds it (its MNIST loader, ToTensor + Normalize, (x, y, t) items),
+    from MNIST files holding the digits images upscaled to 28x28: no download."""
+    import numpy as np
+    from avalanche.benchmarks.classic import SplitMNIST
+
+    x_tr, y_tr, x_te, y_te = digits_arrays
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    up = lambda x: np.kron(x, np.ones((1, 4, 4), np.uint8))[:, 2:30, 2:30]  # noqa: E731 (8x8 -> 28x28)
+    for prefix, x, y in (("train", x_tr, y_tr), ("t10k", x_te, y_te)):
+        _write_idx(raw / f"{prefix}-images-idx3-ubyte", up(x))
+        _write_idx(raw / f"{prefix}-labels-idx1-ubyte", y)
+    bench = SplitMNIST(n_experiences=5, seed=0, dataset_root=str(tmp_path))
+    model = build_model("ConvNet", 1, 10, (28, 28), width=8, depth=2)
+    strategy = DMReplay(model=model, optimizer=torch.optim.SGD(model.parameters(), lr=0.01), ipc=2,
+                        condenser_options=TINY, iterations=2, train_mb_size=64, train_epochs=1,
+                        evaluator=EvaluationPlugin(loggers=[]))
+    for exp in bench.train_stream[:2]:
+        strategy.train(exp)
+    real, stored = bench.train_stream[1].dataset.eval()[0], strategy.memory.buffer[0]
+    assert len(stored) == len(real) == 3 and stored[0].shape == real[0].shape == (1, 28, 28)
+    assert len(strategy.memory) == 2 * 4  # two experiences of two classes, ipc 2
+    first = strategy.memory.sets[0]
+    assert float(first.images.min()) < -0.3  # normalised as the model sees it (raw pixels are >= 0)
