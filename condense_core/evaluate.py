@@ -51,7 +51,8 @@ def train_model(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: T
     """
     if not torch.is_tensor(x):
         raise InputError("training a network needs its images in memory; this data set is streamed "
-                         "from disk (--stream, or too large): condense it with dm, or select randomly")
+                         "from disk (--stream, or too large): condense it with dm (--init real or noise), "
+                         "or select randomly")
     device = next(model.parameters()).device
     x, y = x.to(device), y.to(device)
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
