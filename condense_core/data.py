@@ -96,9 +96,10 @@ def load_data(spec: str, root: str | None = None, download: bool = False, stream
     elif spec.endswith(".npz"):
         x_tr, y_tr, x_te, y_te = _npz(spec)
     elif os.path.isdir(spec):
-        if stream or _too_big_for_memory(spec):
-            return _streamed_image_folder(spec)
-        x_tr, y_tr, x_te, y_te, names = _image_folder(spec)
+        listing = _image_files(spec)
+        if stream or _too_big_for_memory(listing[0]):
+            return _streamed_image_folder(spec, listing)
+        x_tr, y_tr, x_te, y_te, names = _image_folder(listing)
         return _assemble(spec, x_tr, y_tr, x_te, y_te, names)
     elif os.path.exists(spec):
         raise InputError(f"unsupported data file {spec!r}: expected an .npz file or an ImageFolder directory")
@@ -269,9 +270,9 @@ def _read_images(files: Sequence[str], shape: tuple | None = None) -> np.ndarray
     return np.stack(xs) if xs else np.zeros((0,) + tuple(shape or (1, 1)), np.uint8)
 
 
-def _image_folder(root: str):
-    """DIR/train/<class>/*.png and DIR/test/<class>/*.png; all images of one size."""
-    files_tr, y_tr, files_te, y_te, names = _image_files(root)
+def _image_folder(listing: tuple):
+    """The images of an ImageFolder `listing` (from `_image_files`), all of one size."""
+    files_tr, y_tr, files_te, y_te, names = listing
     x_tr = _read_images(files_tr)
     return x_tr, y_tr, _read_images(files_te, x_tr.shape[1:]), y_te, names
 
@@ -301,10 +302,11 @@ def _hwc(chw: tuple) -> tuple:
     return (chw[1], chw[2]) if chw[0] == 1 else (chw[1], chw[2], chw[0])
 
 
-def _streamed_image_folder(root: str) -> ImageData:
-    """An ImageFolder as `LazyImages`; the normalisation comes from one pass over the training
-    images in batches (float64 sums), so memory stays bounded by one batch."""
-    files_tr, y_tr, files_te, y_te, names = _image_files(root)
+def _streamed_image_folder(root: str, listing: tuple) -> ImageData:
+    """The ImageFolder `root` (its `_image_files` listing) as `LazyImages`; the normalisation comes
+    from one pass over the training images in batches (float64 sums), so memory stays bounded by
+    one batch."""
+    files_tr, y_tr, files_te, y_te, names = listing
     if not files_tr:
         raise InputError(f"{root}: the training split is empty")
     first = _to_nchw(_read_images(files_tr[:1]), "x_train")
@@ -322,9 +324,8 @@ def _streamed_image_folder(root: str) -> ImageData:
                      LazyImages(files_te, shape, mean, std), torch.from_numpy(y_te), list(names), mean, std, root)
 
 
-def _too_big_for_memory(root: str) -> bool:
-    """True when the decoded training images would take more than half the available memory."""
-    files, *_ = _image_files(root)
+def _too_big_for_memory(files: Sequence[str]) -> bool:
+    """True when the decoded training `files` would take more than half the available memory."""
     if not files:
         return False
     per_image = _to_nchw(_read_images(files[:1]), "x_train").nbytes

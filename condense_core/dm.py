@@ -186,7 +186,11 @@ class Engine(DMLoop):
         self.embed = torch.compile(self.net.embed) if dm.compile else self.net.embed
         self.losses = torch.zeros(dm.iterations, device=device)
         pixels = data.image_size[0] * data.image_size[1]
-        self.chunk = dm.real_chunk or (dm.batch_real if device.type == "cuda" else max(1, CPU_CHUNK_PIXELS // pixels))
+        if has_batch_stats(self.net):  # batch statistics: each class's real batch forwarded whole
+            self.chunk = dm.batch_real
+        else:
+            automatic = dm.batch_real if device.type == "cuda" else max(1, CPU_CHUNK_PIXELS // pixels)
+            self.chunk = dm.real_chunk or automatic
         self.done = 0
         state = checkpoint.load(self.identity()) if checkpoint is not None else None
         if state is None:
@@ -226,10 +230,9 @@ class Engine(DMLoop):
     def real_moments(self, j: int, positions: torch.Tensor, op, u) -> list[torch.Tensor]:
         """Mean statistics of class j's real batch, computed chunk by chunk."""
         x = self._augment(self.real(self.class_idx[j][positions.to(self.class_idx[j].device)]), j, op, u)
-        chunk = len(x) if has_batch_stats(self.net) else self.chunk
         sums = None
-        for i in range(0, len(x), chunk):
-            m = self.dm.moments(self.net, self._embed(x[i:i + chunk]), self.labels[j])
+        for i in range(0, len(x), self.chunk):
+            m = self.dm.moments(self.net, self._embed(x[i:i + self.chunk]), self.labels[j])
             sums = m if sums is None else [a + b for a, b in zip(sums, m)]
         return [s / len(x) for s in sums]
 
