@@ -173,6 +173,16 @@ class DMLoop:
         return [torch.randperm(len(idx), generator=self.g, device=self.g.device)[:self.dm.batch_real]
                 for idx in self.class_idx]
 
+    def draw_augmentation(self) -> tuple:
+        """This iteration's Siamese augmentation: an operation and its uniforms per class."""
+        return self.aug.draw(len(self.labels), self.g) if self.aug is not None else (None, None)
+
+    def augment(self, x: torch.Tensor, j: int, op, u) -> torch.Tensor:
+        """Class j's Siamese augmentation (the same for its real and synthetic images)."""
+        if self.aug is None:
+            return x
+        return self.aug.apply(x, op[j].expand(len(x)), u[j].expand(len(x), 3))
+
 
 class Engine(DMLoop):
     """One DM run in progress: the synthetic images and momentum of the classes this rank owns,
@@ -218,12 +228,6 @@ class Engine(DMLoop):
     def _layout(self, x: torch.Tensor) -> torch.Tensor:
         return x.contiguous(memory_format=torch.channels_last) if self.dm.channels_last else x
 
-    def _augment(self, x: torch.Tensor, j: int, op, u) -> torch.Tensor:
-        """Class j's Siamese augmentation (the same for its real and synthetic images)."""
-        if self.aug is None:
-            return x
-        return self.aug.apply(x, op[j].expand(len(x)), u[j].expand(len(x), 3))
-
     def _embed(self, x: torch.Tensor) -> torch.Tensor:
         with self.autocast:
             return self.embed(self._layout(x)).float()
@@ -231,7 +235,7 @@ class Engine(DMLoop):
     @torch.no_grad()
     def real_moments(self, j: int, positions: torch.Tensor, op, u) -> list[torch.Tensor]:
         """Mean statistics of class j's real batch, computed chunk by chunk."""
-        x = self._augment(self.real(self.class_idx[j][positions.to(self.class_idx[j].device)]), j, op, u)
+        x = self.augment(self.real(self.class_idx[j][positions.to(self.class_idx[j].device)]), j, op, u)
         sums = None
         for i in range(0, len(x), self.chunk):
             m = self.dm.moments(self.net, self._embed(x[i:i + self.chunk]), self.labels[j])
@@ -243,12 +247,12 @@ class Engine(DMLoop):
         dm, g = self.dm, self.g
         dm.sample_network(self.net, self.data, g, self.done)
         positions = self.draw_positions()
-        op, u = self.aug.draw(len(self.labels), g) if self.aug is not None else (None, None)
+        op, u = self.draw_augmentation()
         total = torch.zeros((), device=self.device)
         for j in self.own:
             real = self.real_moments(j, positions[j], op, u)
             syn = self.syn[j]
-            moments = self.dm.moments(self.net, self._embed(self._augment(syn, j, op, u)), self.labels[j])
+            moments = self.dm.moments(self.net, self._embed(self.augment(syn, j, op, u)), self.labels[j])
             loss = dm.match_loss(real, [m / len(syn) for m in moments])
             grad, = torch.autograd.grad(loss, syn)
             with torch.no_grad():

@@ -27,13 +27,11 @@ class ReferenceLoop(DMLoop):
         dm, g, ipc = self.dm, self.g, self.dm.ipc
         net = dm.network(self.data, self.device, g).requires_grad_(False).train()
         positions = self.draw_positions()
-        op, u = self.aug.draw(len(self.labels), g) if self.aug is not None else (None, None)
+        op, u = self.draw_augmentation()
         loss = torch.zeros((), device=self.device)
         for j, idx in enumerate(self.class_idx):
-            real, syn = self.real(idx[positions[j].to(idx.device)]), self.syn[j * ipc:(j + 1) * ipc]
-            if self.aug is not None:
-                real = self.aug.apply(real, op[j].expand(len(real)), u[j].expand(len(real), 3))
-                syn = self.aug.apply(syn, op[j].expand(ipc), u[j].expand(ipc, 3))
+            real = self.augment(self.real(idx[positions[j].to(idx.device)]), j, op, u)
+            syn = self.augment(self.syn[j * ipc:(j + 1) * ipc], j, op, u)
             e_real = net.embed(real).detach()
             loss = loss + ((e_real.mean(0) - net.embed(syn).mean(0)) ** 2).sum()
         self.opt.zero_grad(set_to_none=True)

@@ -41,6 +41,7 @@ def run(args) -> int:
     from condense_core.reference import ReferenceLoop
     from condense_core.runtime import resolve_device
     from dcapps.cli import emit_json
+    from dcapps.commands import ENGINE_FLAGS
 
     if args.iterations < 1:
         raise InputError(f"--iterations must be >= 1, got {args.iterations}")
@@ -48,8 +49,7 @@ def run(args) -> int:
         raise InputError(f"--warmup must be >= 0, got {args.warmup}")
     device = resolve_device(args.device)
     data = load_data(args.data, args.root, args.download, args.stream)
-    speed = {k: getattr(args, k) for k in ("precision", "channels_last", "compile", "real_chunk")
-             if getattr(args, k) is not None}
+    speed = {k: getattr(args, k) for k in ENGINE_FLAGS if getattr(args, k) is not None}
     dm = DM(ipc=args.ipc, batch_real=args.batch_real, iterations=args.warmup + args.iterations,
             seed=args.seed, model=args.model, device=str(device), **speed)
     dm.validate(data)  # ipc, batch_real and the speed flags

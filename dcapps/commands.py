@@ -16,8 +16,9 @@ HELP = {
 CONDENSE_METHODS = ("dm", "lcmat")
 SELECT_METHODS = ("random", "herding", "kcenter", "lcmat")
 # flags that only some methods have (default None = the method's own default)
+ENGINE_FLAGS = ("precision", "channels_last", "compile", "real_chunk")  # `add_engine_arguments`
 METHOD_FLAGS = ("batch_real", "lr_img", "init", "dsa", "rho", "pool_size", "net_epochs",
-                "selection_epochs", "k", "eps", "precision", "channels_last", "compile", "real_chunk")
+                "selection_epochs", "k", "eps", *ENGINE_FLAGS)
 
 
 def add_data_arguments(p: argparse.ArgumentParser) -> None:
