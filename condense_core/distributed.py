@@ -52,7 +52,8 @@ class Shard:
 
 
 def launched_by_torchrun() -> bool:
-    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+    """Under torchrun (which names its run, even with one process) or another launcher of ranks."""
+    return "TORCHELASTIC_RUN_ID" in os.environ or int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
 def init_from_env(device: str) -> str:

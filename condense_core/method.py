@@ -18,7 +18,7 @@ from .checkpoint import Checkpoint
 from .data import ImageData
 from .errors import InputError
 from .networks import build_model, reinitialize
-from .runtime import make_generator, resolve_device, versions
+from .runtime import make_generator, reproducible, resolve_device, versions
 from .synthetic import SyntheticSet
 
 
@@ -40,7 +40,8 @@ class Method:
         self.validate(data)
         dev = resolve_device(self.device)
         t0 = time.time()
-        images, labels, extra = self._run(data, dev, checkpoint)
+        with reproducible(dev):
+            images, labels, extra = self._run(data, dev, checkpoint)
         meta = {"method": self.name, **self.config(), "data": data.spec,
                 "data_shape": [data.channels, *data.image_size], "labels": data.present_labels(),
                 "wall_time_s": round(time.time() - t0, 3), "device": str(dev),

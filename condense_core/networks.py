@@ -160,15 +160,16 @@ def reinitialize(model: nn.Module, generator: torch.Generator) -> nn.Module:
     """Re-draw every weight as PyTorch's default init would, but from `generator` (reproducible).
 
     Used to get a fresh random network each iteration without touching the global RNG. The
-    draws do not depend on the weights' memory format (channels-last gets the same network).
+    draws do not depend on the weights' memory format (channels-last gets the same network), and
+    are made on the generator's device (a CUDA generator can initialise a network still on the CPU).
     """
     for m in model.modules():
         if isinstance(m, (nn.Conv2d, nn.Linear)):
-            _draw(m.weight, lambda w: nn.init.kaiming_uniform_(w, a=math.sqrt(5), generator=generator))
+            _draw(m.weight, generator, lambda w: nn.init.kaiming_uniform_(w, a=math.sqrt(5), generator=generator))
             if m.bias is not None:
                 fan_in = m.weight[0].numel()
                 bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0
-                _draw(m.bias, lambda b: nn.init.uniform_(b, -bound, bound, generator=generator))
+                _draw(m.bias, generator, lambda b: nn.init.uniform_(b, -bound, bound, generator=generator))
         elif isinstance(m, (nn.GroupNorm, nn.LayerNorm, nn.modules.batchnorm._BatchNorm)):
             if getattr(m, "weight", None) is not None:
                 nn.init.ones_(m.weight)
@@ -179,8 +180,9 @@ def reinitialize(model: nn.Module, generator: torch.Generator) -> nn.Module:
 
 
 @torch.no_grad()
-def _draw(param: torch.Tensor, init) -> None:
-    """Fill `param` by `init` drawn in logical (contiguous) order, whatever its memory layout."""
-    fresh = torch.empty(param.shape, dtype=param.dtype, device=param.device)
+def _draw(param: torch.Tensor, generator: torch.Generator, init) -> None:
+    """Fill `param` by `init` drawn on `generator`'s device in logical (contiguous) order, whatever
+    the parameter's memory layout and device."""
+    fresh = torch.empty(param.shape, dtype=param.dtype, device=generator.device)
     init(fresh)
     param.copy_(fresh)

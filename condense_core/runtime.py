@@ -1,8 +1,10 @@
 """Devices, seeded generators, progress bars and version stamps shared by every method."""
 from __future__ import annotations
 
+import os
 import sys
 import zlib
+from contextlib import contextmanager
 
 import torch
 
@@ -21,6 +23,29 @@ def resolve_device(name: str | torch.device = "auto") -> torch.device:
         return torch.device(name)
     except RuntimeError:
         raise InputError(f"unknown device {name!r}: use auto, cpu or cuda") from None
+
+
+@contextmanager
+def reproducible(device: torch.device):
+    """On CUDA, for the duration: deterministic kernels (cuDNN's deterministic convolutions, no
+    autotuning, PyTorch's fixed-order scatter and index kernels), so the same seed gives the same
+    bits; an operation without a deterministic kernel warns instead of failing. Measured on an
+    H200: two DM runs of one seed differed by 0.11-0.18 after 40 iterations without it, not at all
+    with it (README). A CPU already computes deterministically: nothing changes there."""
+    if device.type != "cuda":
+        yield
+        return
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # effective before cuBLAS starts
+    cudnn = torch.backends.cudnn
+    before = (torch.are_deterministic_algorithms_enabled(),
+              torch.is_deterministic_algorithms_warn_only_enabled(), cudnn.deterministic, cudnn.benchmark)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    cudnn.deterministic, cudnn.benchmark = True, False
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(before[0], warn_only=before[1])
+        cudnn.deterministic, cudnn.benchmark = before[2], before[3]
 
 
 def derive_seed(seed: int, *stream) -> int:

@@ -39,7 +39,7 @@ def run(args) -> int:
     from condense_core import InputError, load_data
     from condense_core.dm import DM, Engine
     from condense_core.reference import ReferenceLoop
-    from condense_core.runtime import resolve_device
+    from condense_core.runtime import reproducible, resolve_device
     from dcapps.cli import emit_json
     from dcapps.commands import ENGINE_FLAGS
 
@@ -53,16 +53,17 @@ def run(args) -> int:
     dm = DM(ipc=args.ipc, batch_real=args.batch_real, iterations=args.warmup + args.iterations,
             seed=args.seed, model=args.model, device=str(device), **speed)
     dm.validate(data)  # ipc, batch_real and the speed flags
-    peak = matmul_peak(device)
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-    engine = Engine(dm, data, device)
-    for _ in range(args.warmup):  # compilation, allocator and cache warm-up
-        engine.step()
-    memory = peak_memory(device)
-    reference = ReferenceLoop(dm, data, device)
-    flops = count_flops(reference.step)  # the same arithmetic as one engine iteration
-    engine_s, reference_s = interleaved_seconds([engine, reference], args.iterations, device)
+    with reproducible(device):  # the kernels a condensation runs with
+        peak = matmul_peak(device)
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        engine = Engine(dm, data, device)
+        for _ in range(args.warmup):  # compilation, allocator and cache warm-up
+            engine.step()
+        memory = peak_memory(device)
+        reference = ReferenceLoop(dm, data, device)
+        flops = count_flops(reference.step)  # the same arithmetic as one engine iteration
+        engine_s, reference_s = interleaved_seconds([engine, reference], args.iterations, device)
     streamed = not torch.is_tensor(data.x_train)
     res = {"data": args.data, "streamed": streamed, "image_shape": [data.channels, *data.image_size],
            "classes": len(data.present_labels()), "ipc": args.ipc, "batch_real": args.batch_real,

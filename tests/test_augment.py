@@ -42,3 +42,21 @@ def test_independent_mode_is_seeded_and_handles_odd_inputs():
 def test_unknown_op_rejected():
     with pytest.raises(ValueError):
         DSA(ops=("blur",))
+
+
+@pytest.mark.parametrize("align_corners", (True, False))
+def test_warp_gradient_is_grid_samples(align_corners):
+    """The fixed-order image gradient of the warps equals PyTorch's grid_sample gradient, for
+    grids that reach outside the image too (zero padding)."""
+    import torch.nn.functional as F
+
+    from condense_core.augment import _warp
+
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(4, 3, 9, 11, dtype=torch.float64, generator=g, requires_grad=True)
+    theta = torch.eye(2, 3, dtype=torch.float64) + 0.6 * torch.randn(4, 2, 3, dtype=torch.float64, generator=g)
+    weights = torch.randn(4, 3, 9, 11, dtype=torch.float64, generator=g)
+    ours, = torch.autograd.grad((_warp(x, theta, align_corners) * weights).sum(), x)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=align_corners)
+    theirs, = torch.autograd.grad((F.grid_sample(x, grid, align_corners=align_corners) * weights).sum(), x)
+    assert torch.allclose(ours, theirs, atol=1e-12) and ours.abs().sum() > 0

@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from condense_core import SyntheticSet, load_data, make_method
-from condense_core.dm import DM, Engine
+from condense_core import dm as dm_module
+from condense_core.dm import DM, Engine, packed
 from condense_core.reference import ReferenceLoop
 from dcapps.cli import main
 
@@ -34,6 +35,43 @@ def test_engine_computes_the_reference_loops_set(digits):
         engine = steps(Engine(dm, digits, CPU), 4).result()[0]
         assert torch.allclose(engine, ref, atol=1e-4, rtol=1e-4), flags
         assert not torch.allclose(engine, DM(**{**dm.config(), "iterations": 1}).condense(digits).images, atol=1e-3)
+
+
+def test_forwards_shared_by_several_classes_compute_the_reference_set(digits, monkeypatch):
+    """The GPU layout (classes packed into shared forwards), run here on the CPU."""
+    monkeypatch.setitem(dm_module.FORWARD_PIXELS, "cpu", 100 * 8 * 8)  # 100 rows of 8x8 per forward
+    for flags in ({}, {"real_chunk": 7}):  # units of a whole class's batch (40), or of 7 rows
+        dm = DM(ipc=2, batch_real=40, iterations=3, seed=5, **SMALL, **flags)
+        engine = Engine(dm, digits, CPU)
+        assert [sum(b - a for _, a, b in units) for units, _ in engine.real_packs] == [80] * 5  # 2 classes each
+        assert [len(units) for units, _ in engine.syn_packs] == [2] * 5
+        ref = steps(ReferenceLoop(dm, digits, CPU), 3).images()
+        assert torch.allclose(steps(engine, 3).result()[0], ref, atol=1e-4, rtol=1e-4), flags
+
+
+def test_ranks_run_the_forwards_of_one_process(digits, monkeypatch):
+    """Under torch.distributed a rank owns whole blocks of classes, so each of its forwards is one
+    that a single process runs (what makes sharded GPU runs bit-identical)."""
+    monkeypatch.setitem(dm_module.FORWARD_PIXELS, "cpu", 100 * 8 * 8)
+    dm = DM(ipc=2, batch_real=30, iterations=1, **SMALL)  # 3 classes (90 rows) per forward
+
+    def plan(shard):
+        monkeypatch.setattr(dm_module.Shard, "current", classmethod(lambda cls: shard))
+        engine = Engine(dm, digits, CPU)
+        return [[u for u, _ in engine.real_packs], [u for u, _ in engine.syn_packs], engine.own]
+
+    one = plan(dm_module.Shard())
+    ranks = [plan(dm_module.Shard(rank, 2)) for rank in range(2)]
+    assert ranks[0][2] == [0, 1, 2, 6, 7, 8] and ranks[1][2] == [3, 4, 5, 9]
+    for part in (0, 1):
+        assert sorted(ranks[0][part] + ranks[1][part]) == sorted(one[part])
+
+
+def test_packed_keeps_units_whole_and_in_order():
+    units = [(0, 0, 30), (0, 30, 40), (1, 0, 40), (2, 0, 5)]
+    assert packed(units, 0) == [[u] for u in units]
+    assert packed(units, 45) == [[(0, 0, 30), (0, 30, 40)], [(1, 0, 40), (2, 0, 5)]]
+    assert packed(units, 20) == [[u] for u in units]  # a unit larger than the limit still runs
 
 
 def test_bf16_and_compile_run_and_stay_close(digits):
@@ -204,3 +242,29 @@ def test_bad_engine_flags_exit_2(argv, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert main(argv) == 2
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+def test_reproducible_sets_deterministic_cuda_kernels_and_restores_them():
+    from condense_core.runtime import reproducible
+
+    cudnn = torch.backends.cudnn
+    before = (torch.are_deterministic_algorithms_enabled(), cudnn.deterministic, cudnn.benchmark)
+    with reproducible(torch.device("cuda")):  # only sets flags: runs without a GPU
+        assert torch.are_deterministic_algorithms_enabled() and torch.is_deterministic_algorithms_warn_only_enabled()
+        assert cudnn.deterministic and not cudnn.benchmark
+    assert (torch.are_deterministic_algorithms_enabled(), cudnn.deterministic, cudnn.benchmark) == before
+    with reproducible(CPU):
+        assert not torch.are_deterministic_algorithms_enabled()
+
+
+def test_torchrun_with_one_process_joins_a_group(monkeypatch):
+    from condense_core.distributed import launched_by_torchrun
+
+    for name in ("TORCHELASTIC_RUN_ID", "WORLD_SIZE"):
+        monkeypatch.delenv(name, raising=False)
+    assert not launched_by_torchrun()
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert launched_by_torchrun()
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "run")  # torchrun --nproc-per-node 1 (nccl with one GPU)
+    assert launched_by_torchrun()
