@@ -2,7 +2,7 @@
 
     python benchmarks/cuda_paths.py --data runs/fashion_full.npz --out runs/bench/cuda_paths.json
 
-What it runs, each step in its own process, on `cuda`:
+What it runs on `cuda` (the command-line steps in processes of their own):
 1. `dcapps bench condense` (ipc 10, batch_real 256) in fp32, bf16 autocast, compiled, and compiled
    bf16: engine and reference seconds per iteration, speed-up, peak CUDA memory.
 2. The engine against the reference loop for the same draws: the largest difference of the images.

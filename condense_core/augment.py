@@ -140,6 +140,7 @@ class _BilinearSample(torch.autograd.Function):
     def backward(ctx, grad_out):
         grid, = ctx.saved_tensors
         n, c, h, w = ctx.shape
+        grid = grid.to(torch.promote_types(grid.dtype, torch.float32))  # exact pixel indices
         gx, gy = grid[..., 0].reshape(n, -1), grid[..., 1].reshape(n, -1)
         if ctx.align_corners:  # the same pixel coordinates as grid_sample
             ix, iy = (gx + 1) / 2 * (w - 1), (gy + 1) / 2 * (h - 1)
@@ -147,12 +148,13 @@ class _BilinearSample(torch.autograd.Function):
             ix, iy = ((gx + 1) * w - 1) / 2, ((gy + 1) * h - 1) / 2
         x0, y0 = ix.floor(), iy.floor()
         fx, fy = ix - x0, iy - y0
+        x0, y0 = x0.long(), y0.long()
         go = grad_out.reshape(n, c, -1)
         grad = torch.zeros(n, c, h * w, dtype=go.dtype, device=go.device)
         for yy, wy in ((y0, 1 - fy), (y0 + 1, fy)):
             for xx, wx in ((x0, 1 - fx), (x0 + 1, fx)):
                 inside = (xx >= 0) & (xx <= w - 1) & (yy >= 0) & (yy <= h - 1)
-                index = (yy.clamp(0, h - 1) * w + xx.clamp(0, w - 1)).long()
+                index = yy.clamp(0, h - 1) * w + xx.clamp(0, w - 1)
                 weight = (wx * wy * inside).to(go.dtype)
                 grad.scatter_add_(2, index[:, None].expand(n, c, -1), go * weight[:, None])
         return grad.view(n, c, h, w), None, None

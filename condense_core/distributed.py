@@ -2,7 +2,8 @@
 
 DM's loss is a sum of one term per class and a synthetic image only receives gradient from its
 own class's term, so ranks that draw the same random numbers (same seed, same generator) can
-each own a share of the classes and never talk during an iteration; the synthetic images are
+each own a share of the classes (the engine deals blocks of consecutive classes, one class
+each on a CPU) and never talk during an iteration; the synthetic images are
 summed together (every other rank contributes zeros) only for a checkpoint and at the end.
 Without a process group every function here is the single-process identity.
 """
@@ -17,7 +18,8 @@ import torch.distributed as dist
 
 @dataclass(frozen=True)
 class Shard:
-    """Rank `rank` of `world` owns the classes at positions j with j % world == rank."""
+    """Rank `rank` of `world` owns the items (classes, blocks of classes, pool networks) at
+    positions j with j % world == rank."""
 
     rank: int = 0
     world: int = 1

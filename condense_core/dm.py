@@ -253,8 +253,9 @@ class Engine(DMLoop):
 
     def _plan_forwards(self) -> None:
         """Which classes this rank owns and which rows share a forward. Consecutive classes form
-        blocks of `per_block`, as many as have their real batches fit one forward (on a GPU; one
-        class per block on a CPU or with batch statistics); ranks own whole blocks and no forward
+        blocks of `per_block`, as many as have their real batches, and their synthetic images,
+        fit one forward of `FORWARD_PIXELS` (on a GPU; one class per block on a CPU or with batch
+        statistics); ranks own whole blocks and no forward
         crosses a block, so each rank runs exactly forwards that one process runs, and the set
         is the single-process one bit for bit."""
         dm, pixels = self.dm, self.data.image_size[0] * self.data.image_size[1]
@@ -266,7 +267,8 @@ class Engine(DMLoop):
         else:
             self.chunk = dm.real_chunk or (min(dm.batch_real, rows) if rows else
                                            max(1, CPU_CHUNK_PIXELS[dm.precision] // pixels))
-        per_block, k = max(1, rows // dm.batch_real) if rows else 1, len(self.labels)
+        per_block = max(1, rows // max(dm.batch_real, dm.ipc)) if rows else 1  # real and synthetic fit
+        k = len(self.labels)
         blocks = [range(b, min(b + per_block, k)) for b in range(0, k, per_block)]
         mine = [block for i, block in enumerate(blocks) if self.shard.owns(i)]
         self.own = [j for block in mine for j in block]

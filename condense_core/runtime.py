@@ -1,7 +1,6 @@
 """Devices, seeded generators, progress bars and version stamps shared by every method."""
 from __future__ import annotations
 
-import os
 import sys
 import zlib
 from contextlib import contextmanager
@@ -25,17 +24,21 @@ def resolve_device(name: str | torch.device = "auto") -> torch.device:
         raise InputError(f"unknown device {name!r}: use auto, cpu or cuda") from None
 
 
+CUBLAS_CONFIG = {"CUBLAS_WORKSPACE_CONFIG": ":4096:8"}  # cuBLAS's setting for deterministic results
+
+
 @contextmanager
 def reproducible(device: torch.device):
     """On CUDA, for the duration: deterministic kernels (cuDNN's deterministic convolutions, no
     autotuning, PyTorch's fixed-order scatter and index kernels), so the same seed gives the same
     bits; an operation without a deterministic kernel warns instead of failing. Measured on an
     H200: two DM runs of one seed differed by 0.11-0.18 after 40 iterations without it, not at all
-    with it (README). A CPU already computes deterministically: nothing changes there."""
+    with it (README). A CPU already computes deterministically: nothing changes there. cuBLAS
+    (matrix products) is deterministic only if CUBLAS_WORKSPACE_CONFIG was set before it started
+    in the process: the command line sets it (`CUBLAS_CONFIG`) at start-up; a script should too."""
     if device.type != "cuda":
         yield
         return
-    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # effective before cuBLAS starts
     cudnn = torch.backends.cudnn
     before = (torch.are_deterministic_algorithms_enabled(),
               torch.is_deterministic_algorithms_warn_only_enabled(), cudnn.deterministic, cudnn.benchmark)

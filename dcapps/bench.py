@@ -69,6 +69,7 @@ def run(args) -> int:
            "classes": len(data.present_labels()), "ipc": args.ipc, "batch_real": args.batch_real,
            "model": args.model, "iterations": args.iterations, "precision": dm.precision,
            "channels_last": dm.channels_last, "compile": dm.compile, "real_chunk": engine.chunk,
+           "real_forwards": len(engine.real_packs),
            "engine_s_per_it": engine_s, "reference_s_per_it": reference_s, "speedup": reference_s / engine_s,
            "gflop_per_it": flops / 1e9, "engine_gflops": flops / engine_s / 1e9, "matmul_peak_gflops": peak,
            "peak_memory_gb": memory, "machine": machine(device), "torch": torch.__version__}
@@ -76,7 +77,8 @@ def run(args) -> int:
     print(f"data      {args.data}{' (streamed from disk)' * streamed}: {res['classes']} classes of "
           f"{'x'.join(map(str, res['image_shape']))}, ipc {args.ipc}, batch_real {args.batch_real}, "
           f"{args.model}; {res['machine']}")
-    print(f"engine    {engine_s:8.3f} s/iteration  ({flags}, real chunk {engine.chunk})")
+    print(f"engine    {engine_s:8.3f} s/iteration  ({flags}, real chunk {engine.chunk}, "
+          f"{len(engine.real_packs)} real forwards)")
     print(f"reference {reference_s:8.3f} s/iteration  (fresh network, one forward per class, fp32)")
     print(f"speed-up  {res['speedup']:8.2f}x")
     print(f"engine    {res['engine_gflops']:8.1f} GFLOP/s ({res['gflop_per_it']:.1f} GFLOP per iteration); "

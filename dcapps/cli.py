@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import sys
 
 COMMANDS = {
@@ -55,6 +56,10 @@ def emit_json(obj) -> None:
 def main(argv=None) -> int:
     from condense_core.checkpoint import Interrupted
     from condense_core.errors import InputError
+    from condense_core.runtime import CUBLAS_CONFIG
+
+    for name, value in CUBLAS_CONFIG.items():  # before cuBLAS starts: deterministic on CUDA
+        os.environ.setdefault(name, value)
 
     try:
         args = build_parser().parse_args(argv)

@@ -60,3 +60,14 @@ def test_warp_gradient_is_grid_samples(align_corners):
     grid = F.affine_grid(theta, list(x.shape), align_corners=align_corners)
     theirs, = torch.autograd.grad((F.grid_sample(x, grid, align_corners=align_corners) * weights).sum(), x)
     assert torch.allclose(ours, theirs, atol=1e-12) and ours.abs().sum() > 0
+
+
+def test_warp_gradient_indexes_exactly_in_bfloat16():
+    """Pixel indices come from integers, not from bf16 arithmetic (1024 = 32 x 32 rounds)."""
+    from condense_core.augment import _warp
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 1, 32, 32, generator=g).bfloat16().requires_grad_(True)
+    theta = (1.5 * torch.eye(2, 3)).expand(2, 2, 3).bfloat16()  # zoomed out: corners beyond the edges
+    grad, = torch.autograd.grad(_warp(x, theta, True).float().sum(), x)
+    assert grad.shape == x.shape and torch.isfinite(grad.float()).all() and grad.float().abs().sum() > 0
