@@ -128,7 +128,8 @@ class _BilinearSample(torch.autograd.Function):
     of the four corner weights: PyTorch's CUDA backward of grid_sample adds with atomics (two
     condensations of one seed still differed by 0.08 after 40 DM iterations on an H200 with every
     other kernel deterministic), while under deterministic algorithms (`runtime.reproducible`)
-    scatter_add_ sums in a fixed order. The grid carries no gradient (the transformation is drawn, not learnt)."""
+    scatter_add_ sums in a fixed order. The grid carries no gradient (the transformation is
+    drawn, not learnt)."""
 
     @staticmethod
     def forward(ctx, x, grid, align_corners):

@@ -60,8 +60,8 @@ SHORT_RUN = {"init": "herding", "lr_img": 30.0}
 CPU_CHUNK_PIXELS = {"fp32": 16 * 28 * 28, "bf16": 32 * 28 * 28}
 # Image pixels per forward by device type. On a GPU several classes share a forward (all 10 x 256
 # real images of 28x28 or 32x32 fit in one), so an iteration is a few large kernels instead of a
-# few small ones per class. On a CPU (absent: 0) every real chunk and every class's synthetic images get a
-# forward of their own: there a chunk that stays in cache is what counts.
+# few small ones per class. On a CPU (absent: 0) every real chunk and every class's synthetic
+# images get a forward of their own: there a chunk that stays in cache is what counts.
 FORWARD_PIXELS = {"cuda": 4096 * 32 * 32}
 SPEED_ONLY = ("device", "channels_last", "compile", "real_chunk")  # change speed, not the result
 
@@ -255,9 +255,8 @@ class Engine(DMLoop):
         """Which classes this rank owns and which rows share a forward. Consecutive classes form
         blocks of `per_block`, as many as have their real batches, and their synthetic images,
         fit one forward of `FORWARD_PIXELS` (on a GPU; one class per block on a CPU or with batch
-        statistics); ranks own whole blocks and no forward
-        crosses a block, so each rank runs exactly forwards that one process runs, and the set
-        is the single-process one bit for bit."""
+        statistics); ranks own whole blocks and no forward crosses a block, so each rank runs
+        exactly forwards that one process runs, and the set is the single-process one bit for bit."""
         dm, pixels = self.dm, self.data.image_size[0] * self.data.image_size[1]
         budget = FORWARD_PIXELS.get(self.device.type, 0)
         batch_stats = has_batch_stats(self.net)  # then each class is forwarded whole and alone

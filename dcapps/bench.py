@@ -1,10 +1,11 @@
 """`dcapps bench condense`: the DM engine's time per iteration against the reference loop.
 
 Both run in this process on the same data and settings, taking turns iteration by iteration
-(`condense_core.reference` computes the same set, the straightforward way). Printed: the median seconds per iteration of each and their ratio, the
-engine's achieved GFLOP/s (the iteration's convolution and matmul FLOPs, counted once by
-PyTorch's FLOP counter) beside this machine's measured fp32 matmul peak, and the peak memory of
-the engine. Timings are for reading, never for tests.
+(`condense_core.reference` computes the same set, the straightforward way). Printed: the median
+seconds per iteration of each and their ratio, the engine's achieved GFLOP/s (the iteration's
+convolution and matmul FLOPs, counted once by PyTorch's FLOP counter) beside this machine's
+measured fp32 matmul peak, and the peak memory of the engine. Timings are for reading, never for
+tests.
 """
 from __future__ import annotations
 
