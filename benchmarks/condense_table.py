@@ -20,13 +20,14 @@ import platform
 import statistics
 import sys
 import time
-from dataclasses import fields
 
 import torch
 
-from condense_core import TrainConfig, evaluate, load_data, make_method
+from condense_core import InputError, TrainConfig, load_data, make_method
+from condense_core.evaluate import evaluate
 from condense_core.reference import ReferenceDM
-from condense_core.registry import CONDENSERS, SELECTORS
+from condense_core.registry import method_class, methods
+from condense_core.settings import applicable
 from condense_core.synthetic import atomic_write_text
 
 SUFFIX_KIND = {"-s": "select", "-c": "condense"}
@@ -34,18 +35,20 @@ SAME_SETTINGS = ("data", "iterations", "runs", "epochs", "method_options")  # a 
 
 
 def build(name: str, ipc: int, seed: int, iterations: int, extra: dict):
-    """The method behind a table name (`lcmat-s` -> LCMat selection), configured; settings in
-    `extra` (and `iterations`) go to the methods that have them."""
+    """The method behind a table name (`lcmat-s` -> LCMat selection; a name registered as one
+    kind only needs no suffix), configured; settings in `extra` (and `iterations`) go to the
+    methods that have them."""
+    options = {"iterations": iterations, **extra}
     if name == "dm-reference":
-        return ReferenceDM(ipc=ipc, seed=seed, iterations=iterations, **extra)
-    kind = SUFFIX_KIND.get(name[-2:], "any")
-    base = name[:-2] if kind != "any" else name
-    table = {"condense": CONDENSERS, "select": SELECTORS}.get(kind) or {**SELECTORS, **CONDENSERS}
-    if base not in table:
-        return make_method(base, kind)  # raises the registry's "unknown method" error
-    own = {f.name for f in fields(table[base])}
-    cfg = {k: v for k, v in {"iterations": iterations, **extra}.items() if k in own}
-    return make_method(base, kind, ipc=ipc, seed=seed, **cfg)
+        return ReferenceDM(ipc=ipc, seed=seed, **applicable(ReferenceDM, options))
+    kind = SUFFIX_KIND.get(name[-2:])
+    base = name[:-2] if kind else name
+    if kind is None:
+        kinds = [k for k in ("condense", "select") if base in methods(k)]
+        if len(kinds) > 1:
+            raise InputError(f"{name} is both a condenser and a selector: say {name}-c or {name}-s")
+        kind = kinds[0] if kinds else "condense"  # an unknown name: the registry's error
+    return make_method(kind, base, ipc=ipc, seed=seed, **applicable(method_class(kind, base), options))
 
 
 def summary(values: list[float]) -> str:

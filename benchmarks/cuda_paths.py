@@ -30,7 +30,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from condense_core import SyntheticSet, load_data  # noqa: E402
-from condense_core.dm import DM, Engine  # noqa: E402
+from condense_core.engine import Engine  # noqa: E402
+from condense_core.methods.dm import DM  # noqa: E402
 from condense_core.reference import ReferenceLoop  # noqa: E402
 
 ENV = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}

@@ -18,7 +18,7 @@ import time
 import torch
 
 from condense_core import load_data
-from condense_core.lcmat import LCMatS
+from condense_core.methods.lcmat import LCMatS
 
 
 def peak_mb(reset: bool = False) -> float:

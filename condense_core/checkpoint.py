@@ -20,15 +20,6 @@ from .synthetic import atomic_save
 FORMAT = "dcapps.Checkpoint/1"
 
 
-class Interrupted(Exception):
-    """A condensation stopped by a signal after writing a checkpoint."""
-
-    def __init__(self, signum: int, iteration: int, path: str | None):
-        self.signum, self.iteration, self.path = signum, iteration, path
-        where = f"checkpoint {path} (continue with --resume)" if path else "no checkpoint asked for"
-        super().__init__(f"stopped by {signal.Signals(signum).name} after iteration {iteration}; {where}")
-
-
 class Checkpoint:
     """Where a run's checkpoint lives, how often it is written (`every` iterations, 0 = only on a
     signal) and whether a run starts from it (`resume`)."""
@@ -60,16 +51,28 @@ class Checkpoint:
         if not isinstance(state, dict) or state.get("format") != FORMAT:
             raise InputError(f"{self.path}: not a dcapps checkpoint")
         saved = state.get("identity", {})
-        for key in sorted(set(saved) | set(identity)):
-            if saved.get(key) != identity.get(key):
-                raise InputError(f"{self.path} was made with {key}={saved.get(key)!r}, this run has "
-                                 f"{identity.get(key)!r}; remove it or run with the same settings")
+        for key, theirs, mine in _differences(saved if isinstance(saved, dict) else {}, identity):
+            raise InputError(f"{self.path} was made with {key}={theirs!r}, this run has {mine!r}; "
+                             "remove it or run with the same settings")
         return state
 
     def remove(self) -> None:
         """Drop the checkpoint once the finished result is safely written."""
         if os.path.exists(self.path):
             os.remove(self.path)
+
+
+def _differences(saved: dict, mine: dict, prefix: str = "") -> list[tuple[str, object, object]]:
+    """(key, saved value, this run's value) of every entry that differs, nested keys flattened
+    (`config` -> `lr_img`), so a refusal names the one setting that differs."""
+    out = []
+    for key in sorted(set(saved) | set(mine), key=str):
+        a, b = saved.get(key), mine.get(key)
+        if isinstance(a, dict) and isinstance(b, dict) and key == "config":
+            out += _differences(a, b)
+        elif a != b:
+            out.append((prefix + str(key), a, b))
+    return out
 
 
 class StopSignals:

@@ -19,27 +19,23 @@ from .data import ImageData
 from .errors import InputError
 from .networks import build_model, reinitialize
 from .runtime import make_generator, progress, resolve_device
+from .settings import check_object, setting
 
 
 @dataclass
 class TrainConfig:
     """How a network is trained in the evaluation protocol (and briefly, for selection)."""
 
-    epochs: int = 300
-    lr: float = 0.01
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    batch_size: int = 256
-    dsa: bool = True
+    epochs: int = setting(300, "training epochs (the learning rate drops x0.1 at half)", low=1)
+    lr: float = setting(0.01, "SGD learning rate", above=0)
+    momentum: float = setting(0.9, "SGD momentum", low=0)
+    weight_decay: float = setting(5e-4, "SGD weight decay", low=0)
+    batch_size: int = setting(256, "mini-batch size", low=1)
+    dsa: bool = setting(True, "differentiable Siamese augmentation while training")
 
     def __post_init__(self):
         """Bad settings are input errors here, before any data is touched or any file written."""
-        for key, low, strict in (("epochs", 1, False), ("batch_size", 1, False), ("lr", 0, True),
-                                 ("momentum", 0, False), ("weight_decay", 0, False)):
-            value = getattr(self, key)
-            if value < low or (strict and value == low):
-                bound = f"> {low}" if strict else f">= {low}"
-                raise InputError(f"--{key.replace('_', '-')} must be {bound}, got {value}")
+        check_object(self)
 
 
 def train_model(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig,

@@ -1,14 +1,17 @@
 """The one protocol shared by condensers and selectors.
 
 A method is a dataclass whose fields are its whole configuration (scikit-learn style: the
-constructor only stores settings) and whose one verb, `condense(data)`, returns a
-`SyntheticSet` with `ipc` images for every class present in `data`. Subclasses implement
-`_run`; everything else (validation, seeding, devices, metadata, timing) lives here once.
+constructor only stores settings, each declared once with `settings.setting`, and checks them)
+and whose one verb, `condense(data)`, returns a `SyntheticSet` with `ipc` images for every class
+present in `data`. A method registers itself by kind and name (`registration.register`) where it is
+defined. Subclasses implement `_run`; everything else (validation, seeding, devices, metadata,
+timing) lives here once. Whatever a run builds (trained networks, buffers) lives in the run, never
+on the method, so one method object can run any number of times, even at once.
 """
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from typing import ClassVar
 
@@ -19,20 +22,31 @@ from .data import ImageData
 from .errors import InputError
 from .networks import build_model, reinitialize
 from .runtime import make_generator, reproducible, resolve_device, versions
+from .settings import check_object, setting
 from .synthetic import SyntheticSet
 
 
 @dataclass
 class Method:
-    ipc: int = 10
-    seed: int = 0
-    model: str = "ConvNet"
-    model_options: dict = field(default_factory=dict)
-    device: str = "auto"
-    progress: bool = False
+    ipc: int = setting(10, "images per class", low=1, common=True)
+    seed: int = setting(0, "seed of every random choice of the run", low=0, common=True)
+    model: str = setting("ConvNet", "network the method looks through (ConvNet, MLP, ResNet)", common=True)
+    model_options: dict = setting(help='options of the network, e.g. {"width": 64}', factory=dict, common=True)
+    device: str = setting("auto", "where the method runs: auto, cpu, cuda or cuda:N", common=True)
+    progress: bool = False  # progress bars: how a run is shown, not what it computes
 
+    kind: ClassVar[str] = ""  # set by registry.register
     name: ClassVar[str] = ""
     needs_real_per_class: ClassVar[bool] = True  # ipc real images per class are picked or used as init
+    presets: ClassVar[dict[str, dict]] = {}  # named groups of settings (see `preset`)
+
+    def __post_init__(self):
+        check_object(self)
+
+    @classmethod
+    def preset(cls, name: str | None) -> dict:
+        """The settings of preset `name` (none: {}); a method without that preset has none."""
+        return dict(cls.presets.get(name, {})) if name else {}
 
     def condense(self, data: ImageData, checkpoint: Checkpoint | None = None) -> SyntheticSet:
         """Build the reduced set for every class present in `data`'s training split; iterative
@@ -42,7 +56,7 @@ class Method:
         t0 = time.time()
         with reproducible(dev):
             images, labels, extra = self._run(data, dev, checkpoint)
-        meta = {"method": self.name, **self.config(), "data": data.spec,
+        meta = {"method": self.name, "kind": self.kind, **self.config(), "data": data.spec,
                 "data_shape": [data.channels, *data.image_size], "labels": data.present_labels(),
                 "wall_time_s": round(time.time() - t0, 3), "device": str(dev),
                 "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -56,12 +70,12 @@ class Method:
         return cfg
 
     def validate(self, data: ImageData) -> None:
-        if self.ipc < 1:
-            raise InputError(f"--ipc must be >= 1, got {self.ipc}")
+        """Checks against the data (the settings themselves were checked at construction)."""
+        check_object(self)
         if len(data.y_train) == 0:
             raise InputError("no training images to condense")
         if self.needs_real_per_class and self.ipc > data.smallest_class():
-            raise InputError(f"--ipc {self.ipc} is larger than the smallest class "
+            raise InputError(f"ipc {self.ipc} is larger than the smallest class "
                              f"({data.smallest_class()} images)")
 
     def _run(self, data: ImageData, device: torch.device, checkpoint: Checkpoint | None

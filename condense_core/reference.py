@@ -12,7 +12,8 @@ from __future__ import annotations
 import torch
 
 from .data import ImageData
-from .dm import DM, DMLoop
+from .engine import DMLoop
+from .methods.dm import DM
 
 
 class ReferenceLoop(DMLoop):

@@ -24,9 +24,6 @@ def resolve_device(name: str | torch.device = "auto") -> torch.device:
         raise InputError(f"unknown device {name!r}: use auto, cpu or cuda") from None
 
 
-CUBLAS_CONFIG = {"CUBLAS_WORKSPACE_CONFIG": ":4096:8"}  # cuBLAS's setting for deterministic results
-
-
 @contextmanager
 def reproducible(device: torch.device):
     """On CUDA, for the duration: deterministic kernels (cuDNN's deterministic convolutions, no
@@ -35,7 +32,8 @@ def reproducible(device: torch.device):
     H200: two DM runs of one seed differed by 0.11-0.18 after 40 iterations without it, not at all
     with it (README). A CPU already computes deterministically: nothing changes there. cuBLAS
     (matrix products) is deterministic only if CUBLAS_WORKSPACE_CONFIG was set before it started
-    in the process: the command line sets it (`CUBLAS_CONFIG`) at start-up; a script should too."""
+    in the process: the command line sets it (`environment.CUBLAS_CONFIG`) at start-up; a script
+    should too."""
     if device.type != "cuda":
         yield
         return

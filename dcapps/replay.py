@@ -1,16 +1,16 @@
 """DMReplay: condensed per-experience memories as an Avalanche 0.6 replay strategy.
 
 After each training experience, `SyntheticBuffer` condenses that experience's real training data
-into a few synthetic images per class with any `condense_core` method (`dm`, `lcmat`, `herding`,
-`random`, ...), using its own freshly drawn networks (never the learner's weights), and keeps
+into a few synthetic images per class with any registered `condense_core` method (a condenser:
+`dm`, `lcmat`, ...; or a selector: `herding`, `random`, ...), using its own freshly drawn networks (never the learner's weights), and keeps
 them detached on the CPU in the space the model sees. `CondensedReplayPlugin` replays them:
 `replay_mode="mix"` adds memory to every mini-batch (Avalanche's `ReplayPlugin`), `"gdumb"`
 re-initialises the model and trains it on the memory only (the DM paper's protocol). `DMReplay`
 is `SupervisedTemplate` + that plugin, with the conventions of Avalanche's `Replay` and `GDumb`.
 
-A memory is condensed in a few hundred iterations per experience, not DM's 20,000, so DM-family
-condensers (`dm`, `lcmat`) default to `condense_core.dm.SHORT_RUN`: start from herding's picks
-and take larger image steps (lr_img 30); `condenser_options` overrides either.
+A memory is condensed in a few hundred iterations per experience, not DM's 20,000, so every
+memory method starts from its `"memory"` preset (DM's: 300 iterations from herding's picks with
+larger image steps; `dcapps methods` lists the presets); `options` override any setting.
 
 Budgets: `ipc` images per class (memory grows with the classes, as in the DM paper), or
 `mem_size` images in all, shared equally by the classes seen (`mem_size // classes`; any
@@ -22,8 +22,8 @@ them), so the buffer never exceeds its budget.
 from __future__ import annotations
 
 import copy
-import dataclasses
 import os
+from dataclasses import dataclass
 from typing import Callable, List, Optional, Sequence, Union
 
 import torch
@@ -35,12 +35,25 @@ from torch.nn import Module
 from torch.optim import Optimizer
 
 from condense_core import ImageData, InputError, SyntheticSet, make_method
-from condense_core.dm import SHORT_RUN
 from condense_core.runtime import derive_seed
+from condense_core.settings import check, setting
 from condense_core.synthetic import atomic_write_text
 
 REPLAY_MODES = ("mix", "gdumb")
 SET_PATTERN = "experience_{:03d}.pt"
+PRESET = "memory"  # the settings preset every memory method starts from
+
+
+@dataclass
+class MemorySettings:
+    """The memory a replay strategy is given (the YAML's `memory:` section too): its budget and
+    how it is replayed. The constructors below take their defaults from here."""
+
+    ipc: Optional[int] = setting(10, "images per class in memory", low=1)
+    mem_size: Optional[int] = setting(None, "images in memory in all, shared by the classes seen "
+                                            "(replaces ipc)", low=1)
+    replay_mode: str = setting("mix", "mix: memory in every mini-batch; gdumb: the model is reset and "
+                                      "trained on the memory only", choices=REPLAY_MODES)
 
 
 class SyntheticBuffer(ExemplarsBuffer):
@@ -51,30 +64,23 @@ class SyntheticBuffer(ExemplarsBuffer):
     (e.g. `class_incremental_benchmark`).
     """
 
-    def __init__(self, ipc: int = 10, mem_size: Optional[int] = None, condenser: str = "dm",
-                 condenser_options: Optional[dict] = None, iterations: Optional[int] = 300,
+    def __init__(self, ipc: Optional[int] = MemorySettings.ipc, mem_size: Optional[int] = MemorySettings.mem_size,
+                 method: str = "dm", kind: str = "condense", options: Optional[dict] = None,
                  seed: int = 0, device: Union[str, torch.device, None] = None):
-        if mem_size is None and ipc < 1:
-            raise InputError(f"ipc must be >= 1, got {ipc}")
-        if mem_size is not None and mem_size < 1:
-            raise InputError(f"mem_size must be >= 1, got {mem_size}")
+        check(MemorySettings, {"ipc": ipc if mem_size is None else None, "mem_size": mem_size})
         super().__init__(max_size=mem_size if mem_size is not None else 0)
-        self.ipc, self.mem_size, self.condenser = ipc, mem_size, condenser
-        self.condenser_options = dict(condenser_options or {})
-        self.iterations, self.seed, self.device = iterations, seed, device
+        self.ipc, self.mem_size, self.kind, self.method_name = ipc, mem_size, kind, method
+        self.options = dict(options or {})
+        self.seed, self.device = seed, device
         self.sets: List[SyntheticSet] = []  # one per experience, in arrival order
         self.method(1, "cpu", "check")  # unknown names or settings fail here, not after training
 
     # -- condensation -------------------------------------------------------------------------
     def method(self, ipc: int, device, *stream):
-        """The configured condenser/selector for `ipc` images per class, seeded from `stream`."""
-        settings = {f.name for f in dataclasses.fields(make_method(self.condenser))}
-        short_run = {k: v for k, v in SHORT_RUN.items() if k in settings}
-        options = {**short_run, "device": str(device), **self.condenser_options}
-        if self.iterations is not None and "iterations" in settings:
-            options.setdefault("iterations", self.iterations)
-        seed = derive_seed(self.seed, *stream)
-        return make_method(self.condenser, ipc=ipc, seed=seed, **options)
+        """The memory method for `ipc` images per class, seeded from `stream`: its memory preset,
+        then `options`."""
+        return make_method(self.kind, self.method_name, PRESET, **{"device": str(device), **self.options},
+                           ipc=ipc, seed=derive_seed(self.seed, *stream))
 
     def budget(self, n_classes: int) -> int:
         """Images per class for `n_classes` classes seen."""
@@ -244,15 +250,14 @@ class CondensedReplayPlugin(ReplayPlugin):
     first, the model is reset to its initial weights and trained on the memory only.
     """
 
-    def __init__(self, ipc: int = 10, mem_size: Optional[int] = None, condenser: str = "dm",
-                 condenser_options: Optional[dict] = None, iterations: Optional[int] = 300,
-                 seed: int = 0, replay_mode: str = "mix", batch_size: Optional[int] = None,
+    def __init__(self, ipc: Optional[int] = MemorySettings.ipc, mem_size: Optional[int] = MemorySettings.mem_size,
+                 method: str = "dm", kind: str = "condense", options: Optional[dict] = None, seed: int = 0,
+                 replay_mode: str = MemorySettings.replay_mode, batch_size: Optional[int] = None,
                  batch_size_mem: Optional[int] = None, device: Union[str, torch.device, None] = None,
                  storage_policy: Optional[SyntheticBuffer] = None):
-        if replay_mode not in REPLAY_MODES:
-            raise InputError(f"replay_mode must be one of {', '.join(REPLAY_MODES)}, got {replay_mode!r}")
+        check(MemorySettings, {"replay_mode": replay_mode})
         storage = storage_policy if storage_policy is not None else SyntheticBuffer(
-            ipc, mem_size, condenser, condenser_options, iterations, seed, device)
+            ipc, mem_size, method, kind, options, seed, device)
         super().__init__(mem_size=storage.max_size, batch_size=batch_size, batch_size_mem=batch_size_mem,
                          storage_policy=storage)
         self.replay_mode = replay_mode
@@ -291,22 +296,23 @@ class CondensedReplayPlugin(ReplayPlugin):
 class DMReplay(SupervisedTemplate):
     """Class-incremental learning with condensed memories (DM by default).
 
-    See `CondensedReplayPlugin`. `condenser_options` are extra settings for `make_method`
-    (e.g. `{"batch_real": 128, "model_options": {"width": 64}}`); `iterations` applies to
-    condensers that iterate (ignored by selectors).
+    See `CondensedReplayPlugin`. `condenser` is a registered condenser (`dcapps methods`);
+    `condenser_options` are any of its settings, over its memory preset (e.g. `{"iterations":
+    500, "lr_img": 10, "model_options": {"width": 64}}`). A memory of selected real images
+    (herding, ...) is `CondensedReplayPlugin(method=..., kind="select")` on any strategy.
     """
 
-    def __init__(self, *, model: Module, optimizer: Optimizer, criterion=None, ipc: int = 10,
-                 mem_size: Optional[int] = None, condenser: str = "dm",
-                 condenser_options: Optional[dict] = None, iterations: Optional[int] = 300,
-                 replay_mode: str = "mix", seed: int = 0, batch_size_mem: Optional[int] = None,
+    def __init__(self, *, model: Module, optimizer: Optimizer, criterion=None,
+                 ipc: Optional[int] = MemorySettings.ipc, mem_size: Optional[int] = MemorySettings.mem_size,
+                 condenser: str = "dm", condenser_options: Optional[dict] = None,
+                 replay_mode: str = MemorySettings.replay_mode, seed: int = 0, batch_size_mem: Optional[int] = None,
                  train_mb_size: int = 1, train_epochs: int = 1, eval_mb_size: Optional[int] = None,
                  device: Union[str, torch.device] = "cpu", plugins: Optional[List[SupervisedPlugin]] = None,
                  evaluator: Union[EvaluationPlugin, Callable[[], EvaluationPlugin]] = default_evaluator,
                  eval_every: int = -1, **base_kwargs):
         self.replay_plugin = CondensedReplayPlugin(
-            ipc=ipc, mem_size=mem_size, condenser=condenser, condenser_options=condenser_options,
-            iterations=iterations, seed=seed, replay_mode=replay_mode, batch_size_mem=batch_size_mem)
+            ipc=ipc, mem_size=mem_size, method=condenser, kind="condense", options=condenser_options,
+            seed=seed, replay_mode=replay_mode, batch_size_mem=batch_size_mem)
         plugins = [*(plugins or []), self.replay_plugin]
         if criterion is None:
             criterion = torch.nn.CrossEntropyLoss()

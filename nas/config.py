@@ -58,10 +58,9 @@ def data_spec(spec: str) -> str:
     return os.path.abspath(spec) if os.path.exists(spec) else spec
 
 
-def init_experiment(out: str, data: str, proxy: str, root: str | None = None, download: bool = False,
-                    space: str = "small",
-                    tuner: str = "tpe", max_trials: int = 20, concurrency: int = 1, epochs: int = 300,
-                    lr: float = 0.01, batch_size: int = 256, dsa: bool = True, seed: int = 0,
+def init_experiment(out: str, data: str, proxy: str, train: TrainConfig = TrainConfig(),
+                    root: str | None = None, download: bool = False, space: str = "small",
+                    tuner: str = "tpe", max_trials: int = 20, concurrency: int = 1, seed: int = 0,
                     device: str = "auto") -> dict:
     """Check everything (proxy, data, space, numbers), then write the experiment folder `out`.
 
@@ -69,7 +68,7 @@ def init_experiment(out: str, data: str, proxy: str, root: str | None = None, do
     """
     from condense_core import SyntheticSet, load_data
 
-    for key, value in (("--max-trials", max_trials), ("--concurrency", concurrency), ("--epochs", epochs)):
+    for key, value in (("--max-trials", max_trials), ("--concurrency", concurrency)):
         if value < 1:
             raise InputError(f"{key} must be >= 1, got {value}")
     if os.path.exists(out) and not os.path.isdir(out):
@@ -80,7 +79,7 @@ def init_experiment(out: str, data: str, proxy: str, root: str | None = None, do
     syn.for_data(load_data(data, root, download))  # classes and image shape must match the data
     setup = {"data": data_spec(data), "root": os.path.abspath(root) if root else None,
              "proxy": PROXY_FILE, "seed": seed, "device": device,
-             "train": asdict(TrainConfig(epochs=epochs, lr=lr, batch_size=batch_size, dsa=dsa)),
+             "train": asdict(train),
              "space": space, "tuner": tuner, "proxy_source": os.path.abspath(proxy),
              "proxy_meta": {k: syn.meta.get(k) for k in ("method", "ipc", "seed", "iterations", "data")}}
     name = "dcapps-nas-" + os.path.basename(os.path.abspath(out))

@@ -70,7 +70,7 @@ def baseline_proxies(data: ImageData, baselines: list[str], ipc: int, cfg: Train
     out = []
     for name in ("random", "herding"):
         if name in baselines:
-            syn = make_method(name, "select", ipc=ipc, seed=seed, device=device).condense(data)
+            syn = make_method("select", name, ipc=ipc, seed=seed, device=device).condense(data)
             out.append(Proxy(f"{name} subset ipc{ipc}", syn.images, syn.labels, cfg, syn.meta["wall_time_s"]))
     if "early" in baselines:
         n_proxy = ipc * len(data.present_labels())

@@ -17,7 +17,6 @@ import json
 import os
 import sys
 import time
-from dataclasses import fields
 
 import torch
 
@@ -25,6 +24,7 @@ from condense_core import InputError, TrainConfig, test_accuracy, train_model
 from condense_core.data import ImageData
 from condense_core.networks import build_model, reinitialize
 from condense_core.runtime import make_generator, resolve_device
+from condense_core.settings import check
 
 from .space import arch_name, check_arch
 
@@ -68,12 +68,8 @@ def read_setup(path: str) -> dict:
 
 
 def train_config(train: dict) -> TrainConfig:
-    """A TrainConfig from a dict of its fields (unknown keys are input errors)."""
-    known = {f.name for f in fields(TrainConfig)}
-    unknown = sorted(set(train) - known)
-    if unknown:
-        raise InputError(f"unknown training settings {unknown}")
-    return TrainConfig(**train)
+    """A TrainConfig from a dict of its settings (unknown or bad ones are input errors)."""
+    return TrainConfig(**check(TrainConfig, train, lambda k: f"train.{k}"))
 
 
 def run_setup(setup: dict, arch: dict, on_epoch=None) -> dict:

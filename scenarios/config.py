@@ -1,39 +1,85 @@
-"""The scripted benchmark's YAML file: its schema, defaults and validation.
+"""The scripted benchmark's YAML file, read into one typed `CLConfig`.
 
 A config names a data spec, how it is split into class-incremental experiences, the seeds, the
 one model/optimiser/epochs/memory every strategy shares, and the strategies to compare. Every
-key is checked before anything runs: an unknown key or a bad value is an `InputError` that
-names the key (`train.epochs must be an integer >= 1, got 0`).
+key is declared once, as a setting of the dataclass that holds it (`train:` is `TrainSettings`,
+`memory:` is `dcapps.replay.MemorySettings`, `condense.<method>:` is that memory method's own
+class), and checked at load, before anything runs: an unknown key or a bad value is an
+`InputError` that names the key (`train.epochs must be an integer >= 1, got 0`).
 """
 from __future__ import annotations
 
-import copy
 import os
-from typing import Any
+from dataclasses import asdict, dataclass, field
+from typing import Any, Optional
 
-from condense_core.dm import INITS, SHORT_RUN
 from condense_core.errors import InputError
+from condense_core.settings import applicable, check, setting, settings_of
 
-STRATEGIES = ("naive", "replay", "herding", "gdumb", "dmreplay", "lcmatreplay", "joint")
+from .strategies import MEMORY_METHODS, STRATEGIES
+
 CONFIG_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs")
-
-DEFAULTS: dict[str, Any] = {
-    "name": None,
-    "data": None,
-    "root": None,
-    "download": False,
-    "experiences": 5,
-    "first_experience_classes": None,
-    "seeds": [0, 1, 2],
-    "device": "auto",
-    "model": {"name": "ConvNet", "width": 64, "depth": 3},
-    "train": {"epochs": 10, "batch_size": 64, "lr": 0.01, "momentum": 0.9, "weight_decay": 0.0005},
-    "memory": {"ipc": 10, "mem_size": None, "replay_mode": "mix"},
-    "condense": {"iterations": 300, "batch_real": 128, **SHORT_RUN, "dsa": True},
-    "strategies": list(STRATEGIES),
-}
 MODEL_OPTIONS = ("name", "width", "depth", "act", "norm", "pool")
-REPLAY_MODES = ("mix", "gdumb")
+
+
+@dataclass
+class TrainSettings:
+    """How every strategy trains its model on an experience (`train:`)."""
+
+    epochs: int = setting(10, "epochs per experience", low=1)
+    batch_size: int = setting(64, "mini-batch size", low=1)
+    lr: float = setting(0.01, "SGD learning rate", above=0)
+    momentum: float = setting(0.9, "SGD momentum", low=0)
+    weight_decay: float = setting(0.0005, "SGD weight decay", low=0)
+
+
+@dataclass
+class CondenseSettings:
+    """The memory methods' settings (`condense:`): `condense.<key>` applies to every memory
+    condenser that has that setting, `condense.<method>.<key>` to that method only (the later
+    wins). Anything not given comes from the method's memory preset, then its defaults."""
+
+    shared: dict = field(default_factory=dict)
+    methods: dict = field(default_factory=dict)
+
+    def options(self, kind: str, name: str) -> dict:
+        """The settings given for memory method `kind` `name`."""
+        from condense_core.registry import method_class
+
+        shared = applicable(method_class(kind, name), self.shared) if kind == "condense" else {}
+        return {**shared, **self.methods.get(name, {})}
+
+
+@dataclass
+class CLConfig:
+    """One scripted class-incremental benchmark (the YAML file, checked and with defaults)."""
+
+    data: str = setting("", "data spec: digits, mnist, cifar10, ..., PATH.npz or DIR/")
+    name: Optional[str] = setting(None, "report title and output folder runs/cl/<name> (default: the "
+                                        "file's name)")
+    root: Optional[str] = setting(None, "folder of torchvision data sets")
+    download: bool = setting(False, "allow downloading a torchvision set")
+    experiences: int = setting(5, "class-incremental experiences", low=1)
+    first_experience_classes: Optional[int] = setting(None, "classes of the first experience (e.g. half)",
+                                                      low=1)
+    device: str = setting("auto", "auto, cpu or cuda")
+    seeds: list = field(default_factory=lambda: [0, 1, 2])
+    model: dict = field(default_factory=lambda: {"name": "ConvNet", "width": 64, "depth": 3})
+    train: TrainSettings = field(default_factory=TrainSettings)
+    memory: Any = None  # dcapps.replay.MemorySettings (imported with Avalanche, so filled at load)
+    condense: CondenseSettings = field(default_factory=CondenseSettings)
+    strategies: list = field(default_factory=lambda: list(STRATEGIES))
+
+    def as_dict(self) -> dict:
+        """Plain data (for `config.json` and `results.json`)."""
+        out = asdict(self)
+        out["condense"] = {**self.condense.shared, **self.condense.methods}
+        return out
+
+    def settings(self) -> dict:
+        """What determines a unit's result: everything but the name, the seeds, the strategies
+        and the device."""
+        return {k: v for k, v in self.as_dict().items() if k not in ("name", "seeds", "strategies", "device")}
 
 
 def config_path(name_or_path: str) -> str:
@@ -47,14 +93,16 @@ def config_path(name_or_path: str) -> str:
     raise InputError(f"config not found: {name_or_path} (built-in configs: {names})")
 
 
-def load_config(name_or_path: str) -> dict:
-    """Read and validate a config file (or built-in name); returns the full config with defaults."""
+def load_config(name_or_path: str) -> CLConfig:
+    """Read and check a config file (or built-in name)."""
     import yaml
 
     path = config_path(name_or_path)
     try:
-        with open(path) as f:
+        with open(path, encoding="utf-8") as f:
             raw = yaml.safe_load(f)
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: not a UTF-8 text file") from None
     except yaml.YAMLError as e:
         line = getattr(getattr(e, "problem_mark", None), "line", None)
         where = f" (line {line + 1})" if line is not None else ""
@@ -62,78 +110,52 @@ def load_config(name_or_path: str) -> dict:
     if not isinstance(raw, dict):
         raise InputError(f"{path}: the config must be a mapping of keys to values")
     cfg = validate(raw)
-    if cfg["name"] is None:
-        cfg["name"] = os.path.basename(path).removesuffix(".yaml")
+    if cfg.name is None:
+        cfg.name = os.path.basename(path).removesuffix(".yaml")
     return cfg
 
 
-def validate(raw: dict) -> dict:
-    """Merge `raw` over the defaults and check every key and value (InputError names the key)."""
-    _no_unknown(raw, DEFAULTS, "")
-    cfg = copy.deepcopy(DEFAULTS)
-    for key, value in raw.items():
-        if isinstance(DEFAULTS[key], dict) and key != "model":
-            if not isinstance(value, dict):
-                raise InputError(f"{key} must be a mapping, got {value!r}")
-            _no_unknown(value, {**DEFAULTS[key], **(method_fields() if key == "condense" else {})}, key + ".")
-            if key == "memory" and "mem_size" in value and "ipc" not in value:
-                cfg[key]["ipc"] = None  # a total size replaces the default images per class
-            cfg[key].update(value)
-        else:
-            cfg[key] = value
-    _check_top(cfg)
-    _check_model(cfg["model"])
-    _check_train(cfg["train"])
-    _check_memory(cfg["memory"])
-    _check_condense(cfg["condense"])
-    return cfg
+def _key(prefix: str):
+    return lambda name: prefix + name
 
 
-def _no_unknown(given: dict, allowed: dict, prefix: str) -> None:
-    for key in given:
+def _mapping(raw: dict, key: str) -> dict:
+    value = raw.get(key, {})
+    if not isinstance(value, dict):
+        raise InputError(f"{key} must be a mapping, got {value!r}")
+    return value
+
+
+def validate(raw: dict) -> CLConfig:
+    """`raw` (the YAML's mapping) checked key by key into a `CLConfig` (InputError names the key)."""
+    from dcapps.replay import MemorySettings
+
+    nested = ("seeds", "model", "train", "memory", "condense", "strategies")
+    allowed = [*settings_of(CLConfig), *nested]
+    for key in raw:
         if key not in allowed:
-            raise InputError(f"unknown config key {prefix}{key!s} (allowed: {', '.join(allowed)})")
-
-
-def _int(cfg: dict, key: str, name: str, low: int = 1, none_ok: bool = False) -> None:
-    v = cfg[key]
-    if v is None and none_ok:
-        return
-    if isinstance(v, bool) or not isinstance(v, int) or v < low:
-        raise InputError(f"{name} must be an integer >= {low}, got {v!r}")
-
-
-def _float(cfg: dict, key: str, name: str, positive: bool = False) -> None:
-    v = cfg[key]
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0 or (positive and v == 0):
-        raise InputError(f"{name} must be a number {'> 0' if positive else '>= 0'}, got {v!r}")
-    cfg[key] = float(v)
-
-
-def _check_top(cfg: dict) -> None:
-    if not isinstance(cfg["data"], str) or not cfg["data"]:
+            raise InputError(f"unknown config key {key!s} (allowed: {', '.join(allowed)})")
+    top = check(CLConfig, {k: v for k, v in raw.items() if k not in nested})
+    if not top.get("data"):
         raise InputError("data must be a data spec (digits, cifar10, PATH.npz, DIR/), "
-                         f"got {cfg['data']!r}")
-    if cfg["name"] is not None and (not isinstance(cfg["name"], str) or not cfg["name"].strip()
-                                    or "/" in cfg["name"]):
-        raise InputError(f"name must be a plain word (used as a folder name), got {cfg['name']!r}")
-    if cfg["root"] is not None and not isinstance(cfg["root"], str):
-        raise InputError(f"root must be a folder path, got {cfg['root']!r}")
-    if not isinstance(cfg["download"], bool):
-        raise InputError(f"download must be true or false, got {cfg['download']!r}")
-    if not isinstance(cfg["device"], str):
-        raise InputError(f"device must be auto, cpu or cuda, got {cfg['device']!r}")
-    _int(cfg, "experiences", "experiences")
-    _int(cfg, "first_experience_classes", "first_experience_classes", none_ok=True)
-    cfg["seeds"] = parse_seeds(cfg["seeds"], "seeds")
-    strategies = cfg["strategies"]
-    if not isinstance(strategies, list) or not strategies:
-        raise InputError(f"strategies must be a non-empty list, got {strategies!r}")
-    for s in strategies:
-        if s not in STRATEGIES:
-            raise InputError(f"unknown strategy {s!r} in strategies: choose from {', '.join(STRATEGIES)}")
-    if len(set(strategies)) != len(strategies):
-        raise InputError("strategies lists a strategy twice")
+                         f"got {raw.get('data')!r}")
+    name = top.get("name")
+    if name is not None and (not name.strip() or "/" in name):
+        raise InputError(f"name must be a plain word (used as a folder name), got {name!r}")
+    cfg = CLConfig(**top)
+    cfg.seeds = parse_seeds(raw.get("seeds", cfg.seeds), "seeds")
+    cfg.model = _check_model(raw.get("model", cfg.model))
+    cfg.train = TrainSettings(**check(TrainSettings, _mapping(raw, "train"), _key("train.")))
+    memory = check(MemorySettings, _mapping(raw, "memory"), _key("memory."))
+    if "mem_size" in memory and "ipc" not in memory:
+        memory["ipc"] = None  # a total size replaces the default images per class
+    cfg.memory = MemorySettings(**memory)
+    if (cfg.memory.ipc is None) == (cfg.memory.mem_size is None):
+        raise InputError("memory needs exactly one of memory.ipc (images per class) "
+                         "and memory.mem_size (images in all)")
+    cfg.condense = _check_condense(_mapping(raw, "condense"))
+    cfg.strategies = _check_strategies(raw.get("strategies", cfg.strategies))
+    return cfg
 
 
 def parse_seeds(value, name: str = "--seeds") -> list[int]:
@@ -153,75 +175,74 @@ def parse_seeds(value, name: str = "--seeds") -> list[int]:
     return list(value)
 
 
-def _check_model(model) -> None:
+def _check_model(model) -> dict:
     if not isinstance(model, dict):
         raise InputError(f"model must be a mapping such as {{name: ConvNet, width: 64}}, got {model!r}")
     for key in model:
         if key not in MODEL_OPTIONS:
             raise InputError(f"unknown config key model.{key} (allowed: {', '.join(MODEL_OPTIONS)})")
-    model.setdefault("name", "ConvNet")
+    model = {"name": "ConvNet", **model}
     if not isinstance(model["name"], str):
         raise InputError(f"model.name must be ConvNet, MLP or ResNet, got {model['name']!r}")
     for key in ("width", "depth"):
-        if key in model:
-            _int(model, key, f"model.{key}")
+        v = model.get(key)
+        if key in model and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+            raise InputError(f"model.{key} must be an integer >= 1, got {v!r}")
+    return model
 
 
-def _check_train(train: dict) -> None:
-    _int(train, "epochs", "train.epochs")
-    _int(train, "batch_size", "train.batch_size")
-    _float(train, "lr", "train.lr", positive=True)
-    _float(train, "momentum", "train.momentum")
-    _float(train, "weight_decay", "train.weight_decay")
+def _own_settings(kind: str, name: str) -> dict:
+    """The settings of a memory method that a config may give (not those it sets for all:
+    images per class, seed, model, device)."""
+    from condense_core.registry import method_class
+
+    return {k: s for k, s in settings_of(method_class(kind, name)).items() if not s.rule.common}
 
 
-def _check_memory(memory: dict) -> None:
-    if (memory["ipc"] is None) == (memory["mem_size"] is None):
-        raise InputError("memory needs exactly one of memory.ipc (images per class) "
-                         "and memory.mem_size (images in all)")
-    _int(memory, "ipc", "memory.ipc", none_ok=True)
-    _int(memory, "mem_size", "memory.mem_size", none_ok=True)
-    if memory["replay_mode"] not in REPLAY_MODES:
-        raise InputError(f"memory.replay_mode must be mix or gdumb, got {memory['replay_mode']!r}")
+def _check_condense(condense: dict) -> CondenseSettings:
+    """`condense.<key>` (a setting of some memory condenser) and `condense.<method>.<key>`."""
+    shared_allowed: dict = {}
+    for kind, name in MEMORY_METHODS.values():
+        if kind == "condense":
+            shared_allowed.update(_own_settings(kind, name))
+    methods = {name: kind for kind, name in MEMORY_METHODS.values()}
+    out = CondenseSettings()
+    for key, value in condense.items():
+        if key in methods:
+            if not isinstance(value, dict):
+                raise InputError(f"condense.{key} must be a mapping of {key}'s settings, got {value!r}")
+            own = _own_settings(methods[key], key)
+            for k, v in value.items():
+                if k not in own:
+                    raise InputError(f"unknown config key condense.{key}.{k} (allowed: {', '.join(own)})")
+                out.methods.setdefault(key, {})[k] = own[k].check(v, f"condense.{key}.{k}")
+        elif key in shared_allowed:
+            out.shared[key] = shared_allowed[key].check(value, f"condense.{key}")
+        else:
+            raise InputError(f"unknown config key condense.{key} (allowed: "
+                             f"{', '.join([*shared_allowed, *methods])})")
+    return out
 
 
-def method_fields() -> dict[str, set]:
-    """Each memory method's own settings (beyond those the config sets for all): `condense.lcmat:
-    {pool_size: 2}` passes `pool_size` to LCMat only."""
-    from dataclasses import fields
-
-    from condense_core import CONDENSERS, SELECTORS
-
-    shared = {"ipc", "seed", "model", "model_options", "device", "progress", "iterations"}
-    return {name: {f.name for f in fields(cls)} - shared for name, cls in {**SELECTORS, **CONDENSERS}.items()}
-
-
-def _check_condense(condense: dict) -> None:
-    for name, allowed in method_fields().items():
-        options = condense.setdefault(name, {})
-        if not isinstance(options, dict):
-            raise InputError(f"condense.{name} must be a mapping of {name}'s settings, got {options!r}")
-        for key in options:
-            if key not in allowed:
-                raise InputError(f"unknown config key condense.{name}.{key} "
-                                 f"(allowed: {', '.join(sorted(allowed))})")
-    _int(condense, "iterations", "condense.iterations")
-    _int(condense, "batch_real", "condense.batch_real")
-    _float(condense, "lr_img", "condense.lr_img", positive=True)
-    if condense["init"] not in INITS:
-        raise InputError(f"condense.init must be one of {', '.join(INITS)}, got {condense['init']!r}")
-    if not isinstance(condense["dsa"], bool):
-        raise InputError(f"condense.dsa must be true or false, got {condense['dsa']!r}")
+def _check_strategies(strategies) -> list[str]:
+    if not isinstance(strategies, list) or not strategies:
+        raise InputError(f"strategies must be a non-empty list, got {strategies!r}")
+    for s in strategies:
+        if s not in STRATEGIES:
+            raise InputError(f"unknown strategy {s!r} in strategies: choose from {', '.join(STRATEGIES)}")
+    if len(set(strategies)) != len(strategies):
+        raise InputError("strategies lists a strategy twice")
+    return list(strategies)
 
 
-def check_split(cfg: dict, num_classes: int) -> None:
+def check_split(cfg: CLConfig, num_classes: int) -> None:
     """Check experiences/first_experience_classes and memory.mem_size against the data's number
     of classes (before any training, so a run never stops half-way on them)."""
-    mem_size = cfg["memory"].get("mem_size")
+    mem_size = cfg.memory.mem_size
     if mem_size is not None and mem_size < num_classes:
         raise InputError(f"memory.mem_size {mem_size} is smaller than the data's {num_classes} classes: "
                          "each class needs at least one image")
-    first, n = cfg["first_experience_classes"], cfg["experiences"]
+    first, n = cfg.first_experience_classes, cfg.experiences
     if first is None:
         if n > num_classes:
             raise InputError(f"experiences is {n} but the data has only {num_classes} classes")

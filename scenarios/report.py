@@ -47,8 +47,9 @@ def table(summary: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
-def write_report(out: str, cfg: dict, results: list[dict]) -> dict:
-    """Write every output file of a run into `out`; returns the summary."""
+def write_report(out: str, cfg, results: list[dict]) -> dict:
+    """Write every output file of a run (`cfg`, a `CLConfig`) into `out`; returns the summary."""
+    cfg = cfg.as_dict()
     summary = summarize(results)
     atomic_write_text(json.dumps({"config": cfg, "summary": summary, "runs": results}, indent=1),
                       os.path.join(out, "results.json"))
@@ -83,7 +84,7 @@ def _markdown(cfg: dict, summary: dict, results: list[dict]) -> str:
         f"{t['epochs']} epochs, batch {t['batch_size']}; memory {memory} "
         f"(herding, dmreplay and lcmatreplay replay it as `{cfg['memory']['replay_mode']}`; replay is Avalanche's "
         f"ReplayPlugin, gdumb Avalanche's GDumb, both with class-balanced random storage); "
-        f"condensation {cfg['condense']['iterations']} iterations; "
+        f"memory methods' settings {cfg['condense'] or 'their memory presets'}; "
         f"device {first['device']}.", "",
         "Final accuracy: on the test images of all classes after the last experience; forgetting: "
         "mean drop from the best earlier accuracy on each experience. Mean ± std over seeds.", "",

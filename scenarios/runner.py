@@ -22,37 +22,30 @@ from condense_core.runtime import make_generator, progress, resolve_device
 from condense_core.synthetic import SyntheticSet, atomic_write_text
 
 from .benchmarks import class_order, experience_sizes, make_benchmark
-from .config import check_split
+from .config import CLConfig, check_split
 from .strategies import build_strategy, check_available
-
-RUN_KEYS = ("name", "seeds", "strategies", "device")  # do not change what a unit computes
-
-
-def settings_of(cfg: dict) -> dict:
-    """The part of a config that determines a unit's result (everything but names and lists)."""
-    return {k: v for k, v in cfg.items() if k not in RUN_KEYS}
 
 
 def unit_path(out: str, strategy: str, seed: int) -> str:
     return os.path.join(out, "units", f"{strategy}-seed{seed}.json")
 
 
-def run_config(cfg: dict, out: str, seeds: list[int] | None = None, tensorboard: bool = False,
+def run_config(cfg: CLConfig, out: str, seeds: list[int] | None = None, tensorboard: bool = False,
                show_progress: bool = True, on_unit: Callable[[dict], None] | None = None) -> list[dict]:
     """Run (or resume) every unit of `cfg` into `out`; returns the unit results in order.
 
     Everything is checked before the first unit starts: the data, the split, the model, that
     every strategy's memory method is available and that `out` holds no other config's results.
     """
-    seeds = seeds or cfg["seeds"]
-    data = load_data(cfg["data"], cfg["root"], cfg["download"])
+    seeds = seeds or cfg.seeds
+    data = load_data(cfg.data, cfg.root, cfg.download)
     check_split(cfg, data.num_classes)
-    device = resolve_device(cfg["device"])
+    device = resolve_device(cfg.device)
     new_model(cfg, data, seeds[0])  # a bad model option fails now, with its name
-    check_available(cfg["strategies"])
+    check_available(cfg.strategies)
     _claim_folder(out, cfg)
     results = []
-    units = [(s, name) for s in seeds for name in cfg["strategies"]]
+    units = [(s, name) for s in seeds for name in cfg.strategies]
     for seed, name in progress(units, desc="units", enabled=show_progress):
         path = unit_path(out, name, seed)
         if os.path.exists(path):
@@ -68,10 +61,10 @@ def run_config(cfg: dict, out: str, seeds: list[int] | None = None, tensorboard:
     return results
 
 
-def _claim_folder(out: str, cfg: dict) -> None:
+def _claim_folder(out: str, cfg: CLConfig) -> None:
     """Write `out/config.json`, or check that the one already there has the same settings."""
     path = os.path.join(out, "config.json")
-    mine = json.loads(json.dumps(settings_of(cfg)))
+    mine = json.loads(json.dumps(cfg.settings()))
     if os.path.exists(path):
         with open(path) as f:
             theirs = json.load(f)
@@ -84,23 +77,23 @@ def _claim_folder(out: str, cfg: dict) -> None:
     atomic_write_text(json.dumps(mine, indent=1), path)
 
 
-def new_model(cfg: dict, data: ImageData, seed: int) -> torch.nn.Module:
+def new_model(cfg: CLConfig, data: ImageData, seed: int) -> torch.nn.Module:
     """The config's model for `data`, initialised from `seed` (the same for every strategy)."""
-    opts = {k: v for k, v in cfg["model"].items() if k != "name"}
+    opts = {k: v for k, v in cfg.model.items() if k != "name"}
     try:
-        net = build_model(cfg["model"]["name"], data.channels, data.num_classes, data.image_size, **opts)
+        net = build_model(cfg.model["name"], data.channels, data.num_classes, data.image_size, **opts)
     except InputError as e:
         raise InputError(f"model: {e}") from None
     return reinitialize(net, make_generator(seed, "cpu", "model"))
 
 
-def run_unit(cfg: dict, data: ImageData, name: str, seed: int, out: str, device: torch.device,
+def run_unit(cfg: CLConfig, data: ImageData, name: str, seed: int, out: str, device: torch.device,
              tensorboard: bool = False) -> dict:
     """Train strategy `name` through the experiences with `seed`; accuracy after each one."""
     from avalanche.training.determinism.rng_manager import RNGManager
 
     RNGManager.set_random_seeds(seed)  # Avalanche's data loaders shuffle from the global RNGs
-    bench = make_benchmark(data, cfg["experiences"], seed, cfg["first_experience_classes"])
+    bench = make_benchmark(data, cfg.experiences, seed, cfg.first_experience_classes)
     with open(os.path.join(out, "log.txt"), "a") as log:
         log.write(f"\n===== {name} seed {seed} =====\n")
         evaluator = make_evaluator(log, os.path.join(out, "tensorboard", f"{name}-seed{seed}") if tensorboard else None)
@@ -111,7 +104,7 @@ def run_unit(cfg: dict, data: ImageData, name: str, seed: int, out: str, device:
         if name == "joint":  # one model on every experience at once, then each prefix evaluated
             strategy.train(bench.train_stream)
             train_s = time.perf_counter() - t0
-            matrix = [evaluate_prefix(strategy, bench.test_stream, i) for i in range(cfg["experiences"])]
+            matrix = [evaluate_prefix(strategy, bench.test_stream, i) for i in range(cfg.experiences)]
         else:
             for i, exp in enumerate(bench.train_stream):
                 t = time.perf_counter()
@@ -127,9 +120,9 @@ def run_unit(cfg: dict, data: ImageData, name: str, seed: int, out: str, device:
               "per_experience": [row["experiences"] for row in matrix],
               "train_time_s": round(train_s - memory_s, 3), "memory_time_s": round(memory_s, 3),
               "class_order": class_order(data.num_classes, seed),
-              "classes_per_experience": experience_sizes(data.num_classes, cfg["experiences"],
-                                                         cfg["first_experience_classes"]),
-              "device": str(device), "settings": settings_of(cfg)}
+              "classes_per_experience": experience_sizes(data.num_classes, cfg.experiences,
+                                                         cfg.first_experience_classes),
+              "device": str(device), "settings": cfg.settings()}
     memory = memory_set(strategy, data)
     if memory is not None:
         result["memory_images"] = len(memory)

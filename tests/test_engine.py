@@ -11,8 +11,9 @@ import pytest
 import torch
 
 from condense_core import SyntheticSet, load_data, make_method
-from condense_core import dm as dm_module
-from condense_core.dm import DM, Engine, packed
+from condense_core import engine as engine_module
+from condense_core.engine import Engine, Span, forwards_of
+from condense_core.methods.dm import DM
 from condense_core.reference import ReferenceLoop
 from dcapps.cli import main
 
@@ -39,12 +40,12 @@ def test_engine_computes_the_reference_loops_set(digits):
 
 def test_forwards_shared_by_several_classes_compute_the_reference_set(digits, monkeypatch):
     """The GPU layout (classes packed into shared forwards), run here on the CPU."""
-    monkeypatch.setitem(dm_module.FORWARD_PIXELS, "cpu", 100 * 8 * 8)  # 100 rows of 8x8 per forward
+    monkeypatch.setitem(engine_module.FORWARD_PIXELS, "cpu", 100 * 8 * 8)  # 100 rows of 8x8 per forward
     for flags in ({}, {"real_chunk": 7}):  # units of a whole class's batch (40), or of 7 rows
         dm = DM(ipc=2, batch_real=40, iterations=3, seed=5, **SMALL, **flags)
         engine = Engine(dm, digits, CPU)
-        assert [sum(b - a for _, a, b in units) for units, _ in engine.real_packs] == [80] * 5  # 2 classes each
-        assert [len(units) for units, _ in engine.syn_packs] == [2] * 5
+        assert [sum(s.end - s.start for s in f.spans) for f in engine.real_forwards] == [80] * 5  # 2 classes each
+        assert [len(f.spans) for f in engine.syn_forwards] == [2] * 5
         ref = steps(ReferenceLoop(dm, digits, CPU), 3).images()
         assert torch.allclose(steps(engine, 3).result()[0], ref, atol=1e-4, rtol=1e-4), flags
 
@@ -52,33 +53,33 @@ def test_forwards_shared_by_several_classes_compute_the_reference_set(digits, mo
 def test_ranks_run_the_forwards_of_one_process(digits, monkeypatch):
     """Under torch.distributed a rank owns whole blocks of classes, so each of its forwards is one
     that a single process runs (what makes sharded GPU runs bit-identical)."""
-    monkeypatch.setitem(dm_module.FORWARD_PIXELS, "cpu", 100 * 8 * 8)
+    monkeypatch.setitem(engine_module.FORWARD_PIXELS, "cpu", 100 * 8 * 8)
     dm = DM(ipc=2, batch_real=30, iterations=1, **SMALL)  # 3 classes (90 rows) per forward
 
     def plan(shard):
-        monkeypatch.setattr(dm_module.Shard, "current", classmethod(lambda cls: shard))
+        monkeypatch.setattr(engine_module.Shard, "current", classmethod(lambda cls: shard))
         engine = Engine(dm, digits, CPU)
-        return [[u for u, _ in engine.real_packs], [u for u, _ in engine.syn_packs], engine.own]
+        return [[f.spans for f in engine.real_forwards], [f.spans for f in engine.syn_forwards], engine.own]
 
-    one = plan(dm_module.Shard())
-    ranks = [plan(dm_module.Shard(rank, 2)) for rank in range(2)]
+    one = plan(engine_module.Shard())
+    ranks = [plan(engine_module.Shard(rank, 2)) for rank in range(2)]
     assert ranks[0][2] == [0, 1, 2, 6, 7, 8] and ranks[1][2] == [3, 4, 5, 9]
     for part in (0, 1):
         assert sorted(ranks[0][part] + ranks[1][part]) == sorted(one[part])
 
 
-def test_packed_keeps_units_whole_and_in_order():
-    units = [(0, 0, 30), (0, 30, 40), (1, 0, 40), (2, 0, 5)]
-    assert packed(units, 0) == [[u] for u in units]
-    assert packed(units, 45) == [[(0, 0, 30), (0, 30, 40)], [(1, 0, 40), (2, 0, 5)]]
-    assert packed(units, 20) == [[u] for u in units]  # a unit larger than the limit still runs
+def test_forwards_keep_spans_whole_and_in_order():
+    spans = [Span(0, 0, 30), Span(0, 30, 40), Span(1, 0, 40), Span(2, 0, 5)]
+    assert forwards_of(spans, 0) == [[s] for s in spans]
+    assert forwards_of(spans, 45) == [[(0, 0, 30), (0, 30, 40)], [(1, 0, 40), (2, 0, 5)]]
+    assert forwards_of(spans, 20) == [[s] for s in spans]  # a span larger than the limit still runs
 
 
 def test_bf16_and_compile_run_and_stay_close(digits):
     base = dict(ipc=1, batch_real=32, iterations=3, seed=0, **SMALL)
-    fp32 = make_method("dm", **base).condense(digits)
-    compiled = make_method("dm", compile=True, **base).condense(digits)
-    bf16 = make_method("dm", precision="bf16", **base).condense(digits)
+    fp32 = make_method("condense", "dm", **base).condense(digits)
+    compiled = make_method("condense", "dm", compile=True, **base).condense(digits)
+    bf16 = make_method("condense", "dm", precision="bf16", **base).condense(digits)
     assert torch.allclose(compiled.images, fp32.images, atol=1e-4)
     assert bf16.meta["precision"] == "bf16" and torch.isfinite(bf16.images).all()
     assert (bf16.images - fp32.images).abs().max() < 0.5  # lower precision, same direction
@@ -113,7 +114,7 @@ d = load_data("digits")
 train, test = TensorDataset(d.x_train, d.y_train), TensorDataset(d.x_test, d.y_test)
 train.targets, test.targets = d.y_train.tolist(), d.y_test.tolist()
 bench = nc_benchmark(train, test, n_experiences=2, task_labels=False, fixed_class_order=list(range(10)))
-buf = SyntheticBuffer(ipc=2, iterations=4, condenser_options={"model_options": {"width": 8}, "batch_real": 16})
+buf = SyntheticBuffer(ipc=2, options={"iterations": 4, "model_options": {"width": 8}, "batch_real": 16})
 buf.post_adapt(type("State", (), {"device": torch.device("cpu")})(), bench.train_stream[0])
 if not dist.is_initialized() or dist.get_rank() == 0:
     torch.save(buf.sets[0].images, sys.argv[1])
@@ -183,13 +184,13 @@ def test_sigint_checkpoints_the_current_iteration_and_exits_130(tmp_path, uninte
 
 def test_resume_refuses_a_checkpoint_of_other_settings(tmp_path, capsys):
     out = tmp_path / "syn.pt"
-    dm = make_method("dm", ipc=2, iterations=6, batch_real=32, seed=1, device="cpu")
+    dm = make_method("condense", "dm", ipc=2, iterations=6, batch_real=32, seed=1, device="cpu")
     from condense_core.checkpoint import Checkpoint
     engine = steps(Engine(dm, load_data("digits"), CPU), 2)
     ckpt = Checkpoint(str(out) + ".ckpt")
     engine.save(ckpt)
     assert main(_condense_argv(out, "--resume", "--lr-img", "3")) == 2
-    assert "was made with config=" in capsys.readouterr().err and os.path.exists(ckpt.path)
+    assert "was made with lr_img=1.0, this run has 3.0" in capsys.readouterr().err and os.path.exists(ckpt.path)
     assert main(_condense_argv(out, "--checkpoint-every", "-1")) == 2
 
 

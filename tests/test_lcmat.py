@@ -5,8 +5,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from condense_core import CONDENSERS, SELECTORS, SyntheticSet, make_method
-from condense_core.lcmat import (LCMatC, LCMatS, curvature_distances, facility_location, head_factors,
+from condense_core import SyntheticSet, make_method, method_class
+from condense_core.methods.lcmat import (LCMatC, LCMatS, curvature_distances, facility_location, head_factors,
                                  top_variance_hessian)
 from dcapps.cli import main
 
@@ -77,15 +77,15 @@ def test_curvature_term_is_differentiable_in_the_synthetic_images(digits):
     assert not torch.allclose(loss_grad(0.0), loss_grad(1.0))  # the head terms reach the images
 
 
-def test_lcmat_is_registered_in_both_tables():
-    assert CONDENSERS["lcmat"] is LCMatC and SELECTORS["lcmat"] is LCMatS
-    assert isinstance(make_method("lcmat", "select"), LCMatS)
-    assert isinstance(make_method("lcmat", "condense"), LCMatC)
+def test_lcmat_is_registered_as_both_kinds():
+    assert method_class("condense", "lcmat") is LCMatC and method_class("select", "lcmat") is LCMatS
+    assert isinstance(make_method("select", "lcmat"), LCMatS)
+    assert isinstance(make_method("condense", "lcmat"), LCMatC)
 
 
 def test_selector_returns_ipc_distinct_real_images_per_class(digits):
     data = digits.subset([0, 3, 8])
-    syn = make_method("lcmat", "select", ipc=4, k=20, selection_epochs=1, **SMALL).condense(data)
+    syn = make_method("select", "lcmat", ipc=4, k=20, selection_epochs=1, **SMALL).condense(data)
     idx = torch.tensor(syn.meta["indices"])
     assert len(set(idx.tolist())) == 12 and syn.labels.tolist() == [0] * 4 + [3] * 4 + [8] * 4
     assert torch.equal(syn.images, data.x_train[idx]) and torch.equal(syn.labels, data.y_train[idx])

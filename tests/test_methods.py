@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from condense_core import InputError, make_method
-from condense_core.dm import DM
+from condense_core.methods.dm import DM
 from condense_core.networks import reinitialize
 
 SMALL = {"model_options": {"width": 16}, "device": "cpu"}
@@ -46,23 +46,23 @@ def test_dm_loss_decreases_under_one_network(digits):
 
 def test_dm_lowers_loss_under_unseen_random_networks(digits):
     cfg = dict(ipc=2, batch_real=64, lr_img=10.0, init="noise", dsa=False, seed=0, **SMALL)
-    dm = make_method("dm", iterations=100, **cfg)
+    dm = make_method("condense", "dm", iterations=100, **cfg)
     syn = dm.condense(digits)
-    init = make_method("dm", iterations=1, **{**cfg, "lr_img": 1e-9}).condense(digits)
+    init = make_method("condense", "dm", iterations=1, **{**cfg, "lr_img": 1e-9}).condense(digits)
     assert syn.images.shape == (20, 1, 8, 8) and syn.labels.tolist() == sorted(syn.labels.tolist())
     assert fixed_net_loss(dm, digits, syn.images) < 0.95 * fixed_net_loss(dm, digits, init.images)
     assert syn.meta["method"] == "dm" and syn.meta["iterations"] == 100 and syn.meta["seed"] == 0
 
 
 def test_dm_is_deterministic_and_seeded(digits):
-    a = make_method("dm", ipc=1, iterations=5, seed=7, **SMALL).condense(digits)
-    b = make_method("dm", ipc=1, iterations=5, seed=7, **SMALL).condense(digits)
-    c = make_method("dm", ipc=1, iterations=5, seed=8, **SMALL).condense(digits)
+    a = make_method("condense", "dm", ipc=1, iterations=5, seed=7, **SMALL).condense(digits)
+    b = make_method("condense", "dm", ipc=1, iterations=5, seed=7, **SMALL).condense(digits)
+    c = make_method("condense", "dm", ipc=1, iterations=5, seed=8, **SMALL).condense(digits)
     assert torch.equal(a.images, b.images) and not torch.equal(a.images, c.images)
 
 
 def test_dm_with_batchnorm_and_noise_init(digits):
-    dm = make_method("dm", ipc=1, iterations=3, init="noise", dsa=False,
+    dm = make_method("condense", "dm", ipc=1, iterations=3, init="noise", dsa=False,
                      model_options={"width": 8, "norm": "batchnorm"}, device="cpu")
     syn = dm.condense(digits.subset([1, 4]))
     assert syn.labels.tolist() == [1, 4] and torch.isfinite(syn.images).all()
@@ -70,10 +70,10 @@ def test_dm_with_batchnorm_and_noise_init(digits):
 
 def test_dm_herding_init_starts_from_herdings_picks_and_moves_them(digits):
     cfg = dict(ipc=2, seed=3, **SMALL)
-    picks = make_method("herding", "select", **cfg).condense(digits).images
+    picks = make_method("select", "herding", **cfg).condense(digits).images
     dm = dict(cfg, init="herding", batch_real=32)
-    start = make_method("dm", iterations=1, lr_img=1e-9, **dm).condense(digits).images
-    moved = make_method("dm", iterations=3, lr_img=30.0, **dm).condense(digits).images
+    start = make_method("condense", "dm", iterations=1, lr_img=1e-9, **dm).condense(digits).images
+    moved = make_method("condense", "dm", iterations=3, lr_img=30.0, **dm).condense(digits).images
     assert torch.allclose(start, picks, atol=1e-6)
     assert not torch.allclose(moved, picks, atol=1e-3)
 
@@ -81,7 +81,7 @@ def test_dm_herding_init_starts_from_herdings_picks_and_moves_them(digits):
 @pytest.mark.parametrize("name", ["random", "herding", "kcenter"])
 def test_selectors_pick_distinct_real_images(digits, name):
     cfg = {"selection_epochs": 1} if name != "random" else {}
-    sel = make_method(name, "select", ipc=5, seed=0, **SMALL, **cfg)
+    sel = make_method("select", name, ipc=5, seed=0, **SMALL, **cfg)
     syn = sel.condense(digits)
     idx = torch.tensor(syn.meta["indices"])
     assert len(idx) == 50 and len(set(idx.tolist())) == 50
@@ -91,7 +91,7 @@ def test_selectors_pick_distinct_real_images(digits, name):
 
 def test_herding_mean_is_closer_than_random(digits):
     """Herding's picks match the class mean (in its feature space) better than random picks."""
-    h = make_method("herding", "select", ipc=5, selection_epochs=1, **SMALL)
+    h = make_method("select", "herding", ipc=5, selection_epochs=1, **SMALL)
     net = h.trained_network(digits, torch.device("cpu"))
     f = h.features(net, digits.x_train, torch.device("cpu"))
     cls = digits.class_indices()[3]
@@ -101,16 +101,19 @@ def test_herding_mean_is_closer_than_random(digits):
     assert gap(picked) < gap(rand)
 
 
-@pytest.mark.parametrize("name, cfg, message", [
-    ("dm", {"ipc": 0}, "--ipc must be >= 1"),
-    ("dm", {"ipc": 500}, "larger than the smallest class"),
-    ("random", {"ipc": 500}, "larger than the smallest class"),
-    ("dm", {"ipc": 1, "iterations": 0}, "--iterations"),
-    ("dm", {"ipc": 1, "init": "zeros"}, "--init"),
+@pytest.mark.parametrize("kind, name, cfg, message", [
+    ("condense", "dm", {"ipc": 0}, "ipc must be an integer >= 1"),
+    ("condense", "dm", {"ipc": 500}, "larger than the smallest class"),
+    ("select", "random", {"ipc": 500}, "larger than the smallest class"),
+    ("condense", "dm", {"ipc": 1, "iterations": 0}, "iterations"),
+    ("condense", "dm", {"ipc": 1, "init": "zeros"}, "init must be one of real, herding, noise"),
+    ("condense", "dm", {"ipc": 1, "lr_img": float("nan")}, "lr_img must be a finite number > 0"),
+    ("condense", "dm", {"ipc": 1, "momentum": float("inf")}, "momentum"),
+    ("condense", "dm", {"ipc": 1, "dsa": 1}, "dsa must be true or false"),
 ])
-def test_bad_settings(digits, name, cfg, message):
+def test_bad_settings(digits, kind, name, cfg, message):
     with pytest.raises(InputError, match=message):
-        make_method(name, **cfg).condense(digits)
+        make_method(kind, name, **cfg).condense(digits)
 
 
 def test_noise_init_may_exceed_class_size(digits):
@@ -119,5 +122,7 @@ def test_noise_init_may_exceed_class_size(digits):
 
 
 def test_unknown_method():
-    with pytest.raises(InputError, match="unknown method"):
-        make_method("magic")
+    with pytest.raises(InputError, match="unknown condense method 'magic'"):
+        make_method("condense", "magic")
+    with pytest.raises(InputError, match="unknown setting no_such"):
+        make_method("condense", "dm", no_such=1)

@@ -24,7 +24,7 @@ def proxy(tmp_path_factory, digits):
     from condense_core import make_method
 
     path = str(tmp_path_factory.mktemp("proxy") / "proxy.pt")
-    make_method("random", "select", ipc=2, seed=0).condense(digits).save(path)
+    make_method("select", "random", ipc=2, seed=0).condense(digits).save(path)
     return path
 
 

@@ -69,7 +69,7 @@ def per_class(buffer: SyntheticBuffer) -> dict:
 @pytest.mark.parametrize("make", [nc, ci], ids=["nc_benchmark", "class_incremental_benchmark"])
 def test_plugin_on_naive_keeps_ipc_per_class_with_matching_items(digits, make):
     bench = make(digits)
-    plugin = CondensedReplayPlugin(ipc=3, condenser="dm", condenser_options=TINY, iterations=2, seed=0)
+    plugin = CondensedReplayPlugin(ipc=3, method="dm", options={**TINY, "iterations": 2}, seed=0)
     strategy = naive(plugin)
     seen = []
     for exp in bench.train_stream:
@@ -87,7 +87,7 @@ def test_plugin_on_naive_keeps_ipc_per_class_with_matching_items(digits, make):
 
 
 def test_mem_size_is_never_exceeded_and_old_classes_shrink(digits):
-    buffer = SyntheticBuffer(mem_size=10, condenser="dm", condenser_options=TINY, iterations=2, seed=1)
+    buffer = SyntheticBuffer(mem_size=10, method="dm", options={**TINY, "iterations": 2}, seed=1)
     plugin = CondensedReplayPlugin(storage_policy=buffer)
     strategy = naive(plugin)
     bench = nc(digits)
@@ -102,7 +102,7 @@ def test_mem_size_is_never_exceeded_and_old_classes_shrink(digits):
 
 
 def test_mem_size_smaller_than_classes_is_an_input_error(digits):
-    buffer = SyntheticBuffer(mem_size=3, condenser="random", seed=0)
+    buffer = SyntheticBuffer(mem_size=3, method="random", kind="select", seed=0)
     strategy = naive(CondensedReplayPlugin(storage_policy=buffer))
     bench = nc(digits)
     strategy.train(bench.train_stream[0])
@@ -111,10 +111,14 @@ def test_mem_size_smaller_than_classes_is_an_input_error(digits):
 
 
 def test_bad_settings_fail_at_construction():
-    with pytest.raises(InputError, match="unknown method"):
-        CondensedReplayPlugin(condenser="nope")
-    with pytest.raises(InputError, match="bad setting"):
-        SyntheticBuffer(condenser="dm", condenser_options={"no_such_option": 1})
+    with pytest.raises(InputError, match="unknown condense method 'nope'"):
+        CondensedReplayPlugin(method="nope")
+    with pytest.raises(InputError, match="unknown condense method 'herding'"):  # a selector is not DM
+        DMReplay(model=build_model("MLP", 1, 10, (8, 8)), optimizer=None, condenser="herding")
+    with pytest.raises(InputError, match="unknown setting no_such_option"):
+        SyntheticBuffer(method="dm", options={"no_such_option": 1})
+    with pytest.raises(InputError, match="lr_img must be a finite number > 0"):
+        SyntheticBuffer(method="dm", options={"lr_img": float("nan")})
     with pytest.raises(InputError, match="replay_mode"):
         CondensedReplayPlugin(replay_mode="sometimes")
     model = build_model("MLP", 1, 10, (8, 8))
@@ -122,13 +126,13 @@ def test_bad_settings_fail_at_construction():
         DMReplay(model=model, optimizer=torch.optim.SGD(model.parameters(), lr=0.1), not_a_setting=1)
 
 
-def test_dm_memories_default_to_short_run_settings_that_options_override():
-    from condense_core.dm import SHORT_RUN
+def test_memories_start_from_the_memory_preset_that_options_override():
+    from condense_core.methods.dm import DM
 
-    dm = SyntheticBuffer(condenser="dm").method(10, "cpu", "check")
-    assert {k: getattr(dm, k) for k in SHORT_RUN} == SHORT_RUN
-    assert SyntheticBuffer(condenser="dm", condenser_options={"init": "real"}).method(10, "cpu").init == "real"
-    assert SyntheticBuffer(condenser="herding").method(10, "cpu").name == "herding"  # no such settings
+    dm = SyntheticBuffer(method="dm").method(10, "cpu", "check")
+    assert {k: getattr(dm, k) for k in DM.presets["memory"]} == DM.presets["memory"]
+    assert SyntheticBuffer(method="dm", options={"init": "real"}).method(10, "cpu").init == "real"
+    assert SyntheticBuffer(method="herding", kind="select").method(10, "cpu").name == "herding"  # no preset
 
 
 class Watch(SupervisedPlugin):
@@ -150,7 +154,7 @@ def test_dmreplay_gdumb_trains_on_memory_from_the_initial_weights(digits):
     watch = Watch({k: v.clone() for k, v in model.state_dict().items()})
     strategy = DMReplay(model=model, optimizer=torch.optim.SGD(model.parameters(), lr=0.01),
                         criterion=torch.nn.CrossEntropyLoss(), ipc=2, condenser="dm",
-                        condenser_options=TINY, iterations=2, replay_mode="gdumb", seed=0,
+                        condenser_options={**TINY, "iterations": 2}, replay_mode="gdumb", seed=0,
                         train_mb_size=4, train_epochs=1, evaluator=EvaluationPlugin(loggers=[]),
                         plugins=[watch])
     for exp in nc(digits).train_stream:
@@ -161,13 +165,13 @@ def test_dmreplay_gdumb_trains_on_memory_from_the_initial_weights(digits):
 
 
 def test_memory_save_load_round_trip(digits, tmp_path):
-    plugin = CondensedReplayPlugin(ipc=2, condenser="herding", condenser_options={"selection_epochs": 1},
-                                   iterations=5, seed=0)
+    plugin = CondensedReplayPlugin(ipc=2, method="herding", kind="select", options={"selection_epochs": 1},
+                                   seed=0)
     strategy = naive(plugin)
     for exp in nc(digits).train_stream:
         strategy.train(exp)
     folder = plugin.memory.save(str(tmp_path / "memory"))
-    loaded = SyntheticBuffer(ipc=2, condenser="herding").load(folder)
+    loaded = SyntheticBuffer(ipc=2, method="herding", kind="select").load(folder)
     assert len(loaded.sets) == 2
     for a, b in zip(plugin.memory.sets, loaded.sets):
         assert torch.equal(a.images, b.images) and torch.equal(a.labels, b.labels)
@@ -178,7 +182,7 @@ def test_memory_save_load_round_trip(digits, tmp_path):
     with pytest.raises(InputError, match="not a saved replay memory"):
         SyntheticBuffer().load(str(tmp_path))
     with pytest.raises(InputError, match="more than mem_size"):
-        SyntheticBuffer(mem_size=4, condenser="random").load(folder)
+        SyntheticBuffer(mem_size=4, method="random", kind="select").load(folder)
 
 
 def _write_idx(path, array: "np.ndarray") -> None:
@@ -205,7 +209,7 @@ def test_dmreplay_on_avalanches_own_split_mnist(digits_arrays, tmp_path):
     bench = SplitMNIST(n_experiences=5, seed=0, dataset_root=str(tmp_path))
     model = build_model("ConvNet", 1, 10, (28, 28), width=8, depth=2)
     strategy = DMReplay(model=model, optimizer=torch.optim.SGD(model.parameters(), lr=0.01), ipc=2,
-                        condenser_options=TINY, iterations=2, train_mb_size=64, train_epochs=1,
+                        condenser_options={**TINY, "iterations": 2}, train_mb_size=64, train_epochs=1,
                         evaluator=EvaluationPlugin(loggers=[]))
     for exp in bench.train_stream[:2]:
         strategy.train(exp)

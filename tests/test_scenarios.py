@@ -45,7 +45,7 @@ def test_benchmark_splits_classes_in_the_seed_order(digits):
                                   "splitcifar100-10steps"])
 def test_builtin_configs_are_valid(name):
     cfg = load_config(name)
-    assert cfg["name"] == name and cfg["strategies"]
+    assert cfg.name == name and cfg.strategies
 
 
 @pytest.mark.parametrize("changes, words", [
@@ -116,7 +116,7 @@ def test_run_is_resumed_after_an_interruption(tmp_path, capsys, monkeypatch):
 def test_other_settings_for_the_same_folder_are_refused(tmp_path, capsys):
     out = tmp_path / "out"
     os.makedirs(out)
-    (out / "config.json").write_text(json.dumps(runner.settings_of(load_config(write_config(tmp_path)))))
+    (out / "config.json").write_text(json.dumps(load_config(write_config(tmp_path)).settings()))
     changed = write_config(tmp_path, "changed", train={"epochs": 4, "batch_size": 128})
     assert main(["cl", "run", changed, "--out", str(out), "--quiet"]) == 2
     assert "train" in capsys.readouterr().err
@@ -127,9 +127,10 @@ def test_builtin_configs_live_in_the_package():
 
 
 def test_missing_memory_method_is_named_before_any_training(tmp_path, capsys, monkeypatch):
-    import condense_core
+    from condense_core import registry
 
-    monkeypatch.setattr(condense_core, "CONDENSERS", {k: v for k, v in condense_core.CONDENSERS.items() if k != "dm"})
+    registry.methods("condense")  # every method loaded, then dm taken away
+    monkeypatch.delitem(registry.TABLE, ("condense", "dm"))
     out = tmp_path / "out"
     assert main(["cl", "run", write_config(tmp_path), "--out", str(out), "--quiet"]) == 2
     assert "'dm'" in capsys.readouterr().err

@@ -20,16 +20,16 @@ every pairwise gradient distance from two small Gram matrices, never from per-sa
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 
-from .data import ImageData
-from .distributed import Shard
+from ..data import ImageData
+from ..distributed import Shard
+from ..evaluate import TrainConfig, train_model
+from ..registration import register
+from ..settings import setting
 from .dm import DM
-from .errors import InputError
-from .evaluate import TrainConfig, train_model
 from .selectors import TrainedSelector
 
 CHUNK_ELEMENTS = 1 << 22  # rows x n entries handled at once: bounds the temporaries of a class
@@ -97,22 +97,14 @@ def facility_location(sim: torch.Tensor, m: int) -> torch.Tensor:
     return torch.tensor(chosen)
 
 
+@register("select", "lcmat")
 @dataclass
 class LCMatS(TrainedSelector):
     """LCMat-S: per class, the `ipc` samples whose last-layer gradients and curvatures cover
     the class best (facility location), in a network trained for `selection_epochs`."""
 
-    k: int = 100
-    eps: float = 0.01
-
-    name: ClassVar[str] = "lcmat"
-
-    def validate(self, data):
-        super().validate(data)
-        if self.k < 1:
-            raise InputError(f"--k must be >= 1, got {self.k}")
-        if self.eps < 0:
-            raise InputError(f"--eps must be >= 0, got {self.eps}")
+    k: int = setting(100, "Hessian-diagonal coordinates compared (those of highest variance)", low=1)
+    eps: float = setting(0.01, "weight of the curvature distance", low=0)
 
     def select(self, data, device):
         net = self.trained_network(data, device)
@@ -130,31 +122,19 @@ class LCMatS(TrainedSelector):
         return facility_location(dist.max() - dist, self.ipc)
 
 
+@register("condense", "lcmat")
 @dataclass
 class LCMatC(DM):
     """LCMat-C: distribution matching plus last-layer gradient and curvature matching."""
 
-    rho: float = 1.0
-    pool_size: int = 8
-    net_epochs: int = 5
+    rho: float = setting(1.0, "neighbourhood radius (0 = DM's loss)", low=0)
+    pool_size: int = setting(8, "briefly trained networks to draw from (0 = a random one each "
+                                "iteration, as DM)", low=0)
+    net_epochs: int = setting(5, "epochs each pool network is trained", low=1)
 
-    name: ClassVar[str] = "lcmat"
-
-    def validate(self, data):
-        super().validate(data)
-        if self.rho < 0:
-            raise InputError(f"--rho must be >= 0, got {self.rho}")
-        if self.pool_size < 0:
-            raise InputError(f"--pool-size must be >= 0, got {self.pool_size}")
-        if self.pool_size > 0 and self.net_epochs < 1:
-            raise InputError(f"--net-epochs must be >= 1, got {self.net_epochs}")
-
-    def _run(self, data, device, checkpoint=None):
-        self._pool = self.pool(data, device)
-        try:
-            return super()._run(data, device, checkpoint)
-        finally:
-            del self._pool
+    def start(self, data: ImageData, device: torch.device) -> list[torch.nn.Module]:
+        """The run's pool of trained networks (built once per run, never kept on the method)."""
+        return self.pool(data, device)
 
     def pool(self, data: ImageData, device: torch.device) -> list[torch.nn.Module]:
         """The `pool_size` trained networks; under torch.distributed rank r trains members
@@ -173,13 +153,13 @@ class LCMatC(DM):
                           self.progress, desc=f"pool net {i + 1}/{self.pool_size}")
         return net.requires_grad_(False)
 
-    def sample_network(self, net, data, generator, iteration):
-        """The weights of a pool network drawn at random each iteration (copied into `net`), or
-        random weights (DM) without a pool."""
-        if not getattr(self, "_pool", None):
-            return super().sample_network(net, data, generator, iteration)
-        i = int(torch.randint(len(self._pool), (1,), generator=generator, device=generator.device))
-        net.load_state_dict(self._pool[i].state_dict())
+    def sample_network(self, net, resources, generator, iteration):
+        """The weights of a pool network (`resources`) drawn at random each iteration, copied
+        into `net`; random weights (DM) without a pool."""
+        if not resources:
+            return super().sample_network(net, resources, generator, iteration)
+        i = int(torch.randint(len(resources), (1,), generator=generator, device=generator.device))
+        net.load_state_dict(resources[i].state_dict())
 
     def moments(self, net, emb, label):
         """DM's embedding sum, plus the sums of the last-layer gradient and Hessian diagonal."""

@@ -4,17 +4,25 @@ from __future__ import annotations
 import argparse
 import os
 
-from dcapps.commands import add_data_arguments, add_run_arguments
+from .common import add_data_arguments, add_run_arguments, add_setting_flags, emit_json
 
 HELP = {"nas": "proxy NAS with NNI: init an nnictl experiment, report its ranking, rank-eval a proxy"}
 TUNER_CHOICES = ("grid", "random", "tpe", "evolution")  # no Anneal: it breaks on numpy 2
 
 
-def _add_training(p: argparse.ArgumentParser, epochs: int) -> None:
-    p.add_argument("--epochs", type=int, default=epochs, help=f"epochs on the proxy ({epochs})")
-    p.add_argument("--lr", type=float, default=0.01)
-    p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--no-dsa", dest="dsa", action="store_false", help="train without augmentation")
+def _add_training(p: argparse.ArgumentParser) -> None:
+    """Training on the proxy: the settings of the evaluation protocol (`TrainConfig`)."""
+    from condense_core import TrainConfig
+
+    add_setting_flags(p, {"training": TrainConfig})
+
+
+def _training(args: argparse.Namespace):
+    from condense_core import TrainConfig
+
+    from .common import given_settings
+
+    return TrainConfig(**given_settings(TrainConfig, args, "training"))
 
 
 def add_arguments(name: str, p: argparse.ArgumentParser) -> None:
@@ -28,7 +36,7 @@ def add_arguments(name: str, p: argparse.ArgumentParser) -> None:
     init.add_argument("--tuner", default="tpe", choices=TUNER_CHOICES)
     init.add_argument("--max-trials", type=int, default=20)
     init.add_argument("--concurrency", type=int, default=1)
-    _add_training(init, 300)
+    _add_training(init)
     add_run_arguments(init)
 
     rep = sub.add_parser("report", help="rank the trials of an experiment; write ranking.csv and .png")
@@ -48,7 +56,7 @@ def add_arguments(name: str, p: argparse.ArgumentParser) -> None:
     ev.add_argument("--baselines", default="random,herding,early",
                     help="comma list of random, herding, early (or none)")
     ev.add_argument("--out", default=None, metavar="FILE.json", help="also write the full result")
-    _add_training(ev, 300)
+    _add_training(ev)
     add_run_arguments(ev)
 
 
@@ -57,13 +65,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _init(args) -> int:
-    from dcapps.cli import emit_json
+    from nas.config import init_experiment
 
-    from .config import init_experiment
-
-    res = init_experiment(args.out, args.data, args.proxy, args.root, args.download, args.space, args.tuner,
-                          args.max_trials, args.concurrency, args.epochs, args.lr, args.batch_size,
-                          args.dsa, args.seed, args.device)
+    res = init_experiment(args.out, args.data, args.proxy, _training(args), args.root, args.download,
+                          args.space, args.tuner, args.max_trials, args.concurrency, args.seed, args.device)
     print(f"wrote {res['config']}: {res['architectures']} architectures, tuner {res['tuner']}, "
           f"{res['max_trials']} trials on a {res['proxy_images']}-image proxy\n"
           f"run it with: nnictl create --config {res['config']} --port 8080")
@@ -74,9 +79,7 @@ def _init(args) -> int:
 
 def _report(args) -> int:
     from condense_core import InputError
-    from dcapps.cli import emit_json
-
-    from .report import report
+    from nas.report import report
 
     if args.top < 1:
         raise InputError(f"--top must be >= 1, got {args.top}")
@@ -95,23 +98,20 @@ def _rank_eval(args) -> int:
     import json
     from dataclasses import replace
 
-    from condense_core import InputError, SyntheticSet, TrainConfig, load_data
+    from condense_core import InputError, SyntheticSet, load_data
     from condense_core.synthetic import atomic_write_text
-    from dcapps.cli import emit_json
-
-    from .rank_eval import baseline_proxies, file_proxies, format_table, rank_eval, sample_architectures
-    from .space import load_space
+    from nas.rank_eval import baseline_proxies, file_proxies, format_table, rank_eval, sample_architectures
+    from nas.space import load_space
 
     if args.out and os.path.isdir(args.out):
         raise InputError(f"--out {args.out} is a directory; give a file name ending in .json")
-    for key in ("epochs", "full_epochs"):
-        if getattr(args, key) < 1:
-            raise InputError(f"--{key.replace('_', '-')} must be >= 1, got {getattr(args, key)}")
+    if args.full_epochs < 1:
+        raise InputError(f"--full-epochs must be >= 1, got {args.full_epochs}")
+    cfg = _training(args)
     baselines = [b for b in args.baselines.split(",") if b and b != "none"]
     sets = [(path, SyntheticSet.load(path)) for path in args.proxy]
     data = load_data(args.data, args.root, args.download)
     archs = sample_architectures(load_space(args.space), args.archs, args.seed)
-    cfg = TrainConfig(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, dsa=args.dsa)
     proxies = file_proxies(sets, data, cfg)
     proxies += baseline_proxies(data, baselines, sets[0][1].ipc, cfg, args.seed, args.device)
     res = rank_eval(data, proxies, archs, replace(cfg, epochs=args.full_epochs),

@@ -14,23 +14,20 @@ import platform
 import statistics
 import time
 
+from .common import add_data_arguments, add_setting_flags, add_stream_argument, emit_json, given_settings
+
 HELP = {"bench": "time the condensation engine against a straightforward reference loop"}
 
 
 def add_arguments(name, p: argparse.ArgumentParser) -> None:
-    from dcapps.commands import add_data_arguments, add_engine_arguments, add_stream_argument
+    from condense_core.methods.dm import DM
 
     p.add_argument("what", choices=("condense",), help="what to time (condense: one DM iteration)")
     add_data_arguments(p)
     add_stream_argument(p)
-    p.add_argument("--ipc", type=int, default=10)
-    p.add_argument("--batch-real", type=int, default=256)
     p.add_argument("--iterations", type=int, default=5, help="timed iterations of each loop (5; the median is kept)")
     p.add_argument("--warmup", type=int, default=2, help="untimed iterations first (compilation) (2)")
-    p.add_argument("--model", default="ConvNet")
-    add_engine_arguments(p)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    add_setting_flags(p, {"dm": DM}, skip=("iterations",))  # DM's settings, except its iteration count
     p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
 
 
@@ -38,22 +35,20 @@ def run(args) -> int:
     import torch
 
     from condense_core import InputError, load_data
-    from condense_core.dm import DM, Engine
+    from condense_core.engine import Engine
+    from condense_core.methods.dm import DM
     from condense_core.reference import ReferenceLoop
     from condense_core.runtime import reproducible, resolve_device
-    from dcapps.cli import emit_json
-    from dcapps.commands import ENGINE_FLAGS
 
     if args.iterations < 1:
         raise InputError(f"--iterations must be >= 1, got {args.iterations}")
     if args.warmup < 0:
         raise InputError(f"--warmup must be >= 0, got {args.warmup}")
-    device = resolve_device(args.device)
+    settings = given_settings(DM, args, "bench")
+    device = resolve_device(settings.get("device", "auto"))
     data = load_data(args.data, args.root, args.download, args.stream)
-    speed = {k: getattr(args, k) for k in ENGINE_FLAGS if getattr(args, k) is not None}
-    dm = DM(ipc=args.ipc, batch_real=args.batch_real, iterations=args.warmup + args.iterations,
-            seed=args.seed, model=args.model, device=str(device), **speed)
-    dm.validate(data)  # ipc, batch_real and the speed flags
+    dm = DM(**{**settings, "device": str(device), "iterations": args.warmup + args.iterations})
+    dm.validate(data)
     with reproducible(device):  # the kernels a condensation runs with
         peak = matmul_peak(device)
         if device.type == "cuda":
@@ -67,19 +62,19 @@ def run(args) -> int:
         engine_s, reference_s = interleaved_seconds([engine, reference], args.iterations, device)
     streamed = not torch.is_tensor(data.x_train)
     res = {"data": args.data, "streamed": streamed, "image_shape": [data.channels, *data.image_size],
-           "classes": len(data.present_labels()), "ipc": args.ipc, "batch_real": args.batch_real,
-           "model": args.model, "iterations": args.iterations, "precision": dm.precision,
-           "channels_last": dm.channels_last, "compile": dm.compile, "real_chunk": engine.chunk,
-           "real_forwards": len(engine.real_packs),
+           "classes": len(data.present_labels()), "ipc": dm.ipc, "batch_real": dm.batch_real,
+           "model": dm.model, "iterations": args.iterations, "precision": dm.precision,
+           "channels_last": dm.channels_last, "compile": dm.compile, "real_chunk": engine.span_rows,
+           "real_forwards": len(engine.real_forwards),
            "engine_s_per_it": engine_s, "reference_s_per_it": reference_s, "speedup": reference_s / engine_s,
            "gflop_per_it": flops / 1e9, "engine_gflops": flops / engine_s / 1e9, "matmul_peak_gflops": peak,
            "peak_memory_gb": memory, "machine": machine(device), "torch": torch.__version__}
     flags = ", ".join([dm.precision] + ["channels-last"] * dm.channels_last + ["compiled"] * dm.compile)
     print(f"data      {args.data}{' (streamed from disk)' * streamed}: {res['classes']} classes of "
-          f"{'x'.join(map(str, res['image_shape']))}, ipc {args.ipc}, batch_real {args.batch_real}, "
-          f"{args.model}; {res['machine']}")
-    print(f"engine    {engine_s:8.3f} s/iteration  ({flags}, real chunk {engine.chunk}, "
-          f"{len(engine.real_packs)} real forwards)")
+          f"{'x'.join(map(str, res['image_shape']))}, ipc {dm.ipc}, batch_real {dm.batch_real}, "
+          f"{dm.model}; {res['machine']}")
+    print(f"engine    {engine_s:8.3f} s/iteration  ({flags}, real chunk {engine.span_rows}, "
+          f"{len(engine.real_forwards)} real forwards)")
     print(f"reference {reference_s:8.3f} s/iteration  (fresh network, one forward per class, fp32)")
     print(f"speed-up  {res['speedup']:8.2f}x")
     print(f"engine    {res['engine_gflops']:8.1f} GFLOP/s ({res['gflop_per_it']:.1f} GFLOP per iteration); "

@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import os
 
+from .common import emit_json
+
 HELP = {"cl": "scripted class-incremental benchmarks: dcapps cl run CONFIG.yaml",
         "demo": "compare continual-learning strategies on digits (a few minutes on a CPU)"}
 DEMO_CONFIG = "digits"
@@ -31,29 +33,27 @@ def add_arguments(name: str, p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import warnings
 
-    from dcapps.cli import emit_json
-
     with warnings.catch_warnings():
         show = warnings.showwarning
         warnings.showwarning = lambda msg, cat, *a, **k: (  # Avalanche 0.6's own deprecations, not ours
             None if issubclass(cat, DeprecationWarning) else show(msg, cat, *a, **k))
-        return _run(args, emit_json)
+        return _run(args)
 
 
-def _run(args: argparse.Namespace, emit_json) -> int:
-    from .config import load_config, parse_seeds
-    from .report import table, write_report
-    from .runner import run_config
+def _run(args: argparse.Namespace) -> int:
+    from scenarios.config import load_config, parse_seeds
+    from scenarios.report import table, write_report
+    from scenarios.runner import run_config
 
     if args.command == "demo" and "OMP_NUM_THREADS" not in os.environ:
         import torch
         torch.set_num_threads(1)  # the demo's tiny networks gain nothing from more, lose much on shared cores
     cfg = load_config(DEMO_CONFIG if args.command == "demo" else args.config)
     if getattr(args, "seeds", None) is not None:
-        cfg["seeds"] = parse_seeds(args.seeds)
+        cfg.seeds = parse_seeds(args.seeds)
     if args.device is not None:
-        cfg["device"] = args.device
-    out = args.out or os.path.join("runs", "cl", cfg["name"])
+        cfg.device = args.device
+    out = args.out or os.path.join("runs", "cl", cfg.name)
     if os.path.exists(out) and not os.path.isdir(out):
         from condense_core import InputError
         raise InputError(f"--out {out} is a file; give a folder")
@@ -66,10 +66,10 @@ def _run(args: argparse.Namespace, emit_json) -> int:
 
     results = run_config(cfg, out, tensorboard=args.tensorboard, show_progress=not args.quiet, on_unit=announce)
     summary = write_report(out, cfg, results)
-    print(f"\n{cfg['name']}: {cfg['data']}, {cfg['experiences']} experiences, seeds {cfg['seeds']}\n")
+    print(f"\n{cfg.name}: {cfg.data}, {cfg.experiences} experiences, seeds {cfg.seeds}\n")
     print(table(summary))
     print(f"\nwrote {os.path.join(out, 'report.md')}, results.json, results.csv, accuracy.png, log.txt")
     if args.json:
-        emit_json({"out": out, "name": cfg["name"], "seeds": cfg["seeds"], "summary": summary,
+        emit_json({"out": out, "name": cfg.name, "seeds": cfg.seeds, "summary": summary,
                    "report": os.path.join(out, "report.md")})
     return 0

@@ -7,14 +7,14 @@ images per class and return them as a `SyntheticSet` like any condenser.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
 
 import torch
 
-from .data import ImageData
-from .errors import InputError
-from .evaluate import TrainConfig, train_model
-from .method import Method, pick_per_class
+from ..data import ImageData
+from ..evaluate import TrainConfig, train_model
+from ..method import Method, pick_per_class
+from ..registration import register
+from ..settings import setting
 
 
 @dataclass
@@ -29,9 +29,10 @@ class Selector(Method):
         raise NotImplementedError
 
 
+@register("select", "random")
 @dataclass
 class RandomSelector(Selector):
-    name: ClassVar[str] = "random"
+    """`ipc` real images per class drawn at random (the baseline every reduced set must beat)."""
 
     def select(self, data, device):
         return pick_per_class(data, self.ipc, self.generator(torch.device("cpu")))
@@ -41,12 +42,7 @@ class RandomSelector(Selector):
 class TrainedSelector(Selector):
     """A selector that looks at the data through a briefly trained network."""
 
-    selection_epochs: int = 10
-
-    def validate(self, data):
-        super().validate(data)
-        if self.selection_epochs < 1:
-            raise InputError(f"--selection-epochs must be >= 1, got {self.selection_epochs}")
+    selection_epochs: int = setting(10, "epochs of the network the selector looks through", low=1)
 
     def trained_network(self, data: ImageData, device: torch.device) -> torch.nn.Module:
         g = self.generator(device, "train")
@@ -69,11 +65,10 @@ class TrainedSelector(Selector):
         raise NotImplementedError
 
 
+@register("select", "herding")
 @dataclass
 class Herding(TrainedSelector):
     """Greedy mean matching: each pick makes the selected mean closest to the class mean."""
-
-    name: ClassVar[str] = "herding"
 
     def select_class(self, f):
         mu = f.mean(0)
@@ -89,11 +84,10 @@ class Herding(TrainedSelector):
         return torch.tensor(chosen)
 
 
+@register("select", "kcenter")
 @dataclass
 class KCenter(TrainedSelector):
     """k-center greedy: start at the sample nearest the class mean, then add the farthest one."""
-
-    name: ClassVar[str] = "kcenter"
 
     def select_class(self, f):
         first = int(((f - f.mean(0)) ** 2).sum(1).argmin())

@@ -1,9 +1,9 @@
-"""Distribution matching (Zhao & Bilen, WACV 2023) and the engine that runs it.
+"""The engine that runs distribution-matching methods (DM, LCMat-C, ...): their iterations, fast.
 
-Each iteration draws a freshly initialised embedding network (frozen), a real batch per class and
-one Siamese augmentation per class; the loss is the sum over classes of the squared distance
-between the mean embeddings of the real and the synthetic images, minimised by SGD (momentum 0.5)
-on the synthetic images.
+A method of the DM family (`methods.dm.DM` and its subclasses) supplies the settings and three
+hooks: which network an iteration uses (`sample_network`, with what `start` built for the run),
+which per-sample statistics are matched (`moments`) and the loss between their means
+(`match_loss`). The engine does the rest the same way for all of them.
 
 How the engine computes it, and why:
 - A synthetic image only gets gradient from its own class's term, so classes are independent once
@@ -11,13 +11,16 @@ How the engine computes it, and why:
   makes all the draws and computes only the classes it owns (`distributed.Shard`), in the very
   forwards one process would run (`Engine._plan_forwards`): the result is the single-process one,
   bit for bit (on CUDA with the deterministic kernels of `runtime.reproducible`).
-- The real batch of a class goes through the network without gradient, in units of `real_chunk`
-  images, and only its summed statistics are kept: memory does not grow with `batch_real`. On a
-  CPU every unit gets a forward of its own, small enough for its activations to stay in cache
-  (the automatic chunk is `CPU_CHUNK_PIXELS[precision]` image pixels; one forward of all classes
-  was measured no faster), and every class's synthetic images get one too. On a GPU, small
-  kernels cost launches, not arithmetic: a unit is a whole class batch and consecutive classes
-  share forwards up to `FORWARD_PIXELS` (at the paper's settings, one forward for all real images
+- Words: the real batch of a class is cut into `Span`s of `real_chunk` rows; spans that go
+  through the network together make a `Forward`; consecutive classes that share forwards make
+  a block, and blocks are what ranks own.
+- A real span goes through the network without gradient and only its summed statistics are
+  kept: memory does not grow with `batch_real`. On a CPU every span gets a forward of its own,
+  small enough for its activations to stay in cache (the automatic span is
+  `CPU_CHUNK_PIXELS[precision]` image pixels; one forward of all classes was measured no
+  faster), and every class's synthetic images get one too. On a GPU, small kernels cost
+  launches, not arithmetic: a span is a whole class batch and consecutive classes share
+  forwards up to `FORWARD_PIXELS` (at the paper's settings, one forward for all real images
   and one for all synthetic images: 0.84x the reference loop per class, 1.9-2.7x shared, H200).
   Networks with batch statistics (batch norm) see each class whole and alone, as in the paper.
 - Speed flags that compute the same thing: `compile` (torch.compile: fuses normalisation,
@@ -26,138 +29,74 @@ How the engine computes it, and why:
   `precision="bf16"` autocasts the network's forward and lowers precision: off by default, its
   effect on accuracy is measured in the README.
 - Nothing is copied between host and device inside the loop (the losses stay on the device) and
-  the real data stays on the device; data too large for memory is read per unit per iteration
+  the real data stays on the device; data too large for memory is read per span per iteration
   (`data.LazyImages`). (The augmentation's grouping by operation reads a count of 6 per forward.)
 - `Checkpoint`: the run's whole state is saved every `every` iterations and on SIGINT/SIGTERM;
   a resumed run ends with exactly the result of an uninterrupted one.
 """
 from __future__ import annotations
 
-import shutil
-import signal
-from dataclasses import dataclass
-from typing import ClassVar
+from typing import NamedTuple
 
 import torch
 
 from .augment import DSA
-from .checkpoint import Checkpoint, Interrupted, StopSignals
+from .checkpoint import Checkpoint
 from .data import ImageData
 from .distributed import Shard
-from .errors import InputError
-from .method import Method, pick_per_class
-from .networks import has_batch_stats, reinitialize
-from .runtime import progress
+from .method import pick_per_class
+from .networks import has_batch_stats
+from .settings import settings_of
 
-PRECISIONS = ("fp32", "bf16")
-INITS = ("real", "herding", "noise")  # random real images, herding's selection, Gaussian noise
-# Settings for short condensations (hundreds of iterations, e.g. a replay memory per experience)
-# instead of the paper's 20,000 at lr_img 1: start from herding's picks and take larger image
-# steps. Measured in the README (DMReplay section) on digits and Fashion-MNIST.
-SHORT_RUN = {"init": "herding", "lr_img": 30.0}
-# Automatic real chunk on a CPU, in image pixels per precision (28x28, `dcapps bench`: fp32 fastest
+# Automatic span (`real_chunk`) on a CPU, in image pixels per precision (28x28, `dcapps bench`: fp32 fastest
 # of 8-32 images at 16; bf16 at 32, 3.56-3.74x against 3.17-3.21x at 16, two runs each).
 CPU_CHUNK_PIXELS = {"fp32": 16 * 28 * 28, "bf16": 32 * 28 * 28}
 # Image pixels per forward by device type. On a GPU several classes share a forward (all 10 x 256
 # real images of 28x28 or 32x32 fit in one), so an iteration is a few large kernels instead of a
-# few small ones per class. On a CPU (absent: 0) every real chunk and every class's synthetic
-# images get a forward of their own: there a chunk that stays in cache is what counts.
+# few small ones per class. On a CPU (absent: 0) every real span and every class's synthetic
+# images get a forward of their own: there a span that stays in cache is what counts.
 FORWARD_PIXELS = {"cuda": 4096 * 32 * 32}
-SPEED_ONLY = ("device", "channels_last", "compile", "real_chunk")  # change speed, not the result
 
 
-def packed(units: list[tuple[int, int, int]], limit: int) -> list[list[tuple[int, int, int]]]:
-    """Consecutive units (class position, first row, end row) gathered into forwards of at most
-    `limit` rows; a unit is never split, and `limit` 0 gives each unit a forward of its own."""
-    packs: list[list[tuple[int, int, int]]] = []
+class Span(NamedTuple):
+    """Rows `start` to `end` of the batch of the class at position `cls` (of the present labels)."""
+
+    cls: int
+    start: int
+    end: int
+
+
+class Forward(NamedTuple):
+    """Spans sent through the network together, and the class position of each of their rows
+    (which Siamese augmentation each row gets)."""
+
+    spans: list[Span]
+    row_classes: torch.Tensor
+
+
+def forwards_of(spans: list[Span], limit: int) -> list[list[Span]]:
+    """Consecutive spans gathered into forwards of at most `limit` rows; a span is never split,
+    and `limit` 0 gives each span a forward of its own."""
+    out: list[list[Span]] = []
     rows = 0
-    for unit in units:
-        n = unit[2] - unit[1]
-        if packs and limit and rows + n <= limit:
-            packs[-1].append(unit)
+    for span in spans:
+        n = span.end - span.start
+        if out and limit and rows + n <= limit:
+            out[-1].append(span)
             rows += n
         else:
-            packs.append([unit])
+            out.append([span])
             rows = n
-    return packs
+    return out
 
 
-@dataclass
-class DM(Method):
-    """Distribution matching; subclasses change `sample_network`, `moments` and `match_loss`
-    (e.g. LCMat-C)."""
-
-    iterations: int = 1000
-    batch_real: int = 256
-    lr_img: float = 1.0
-    momentum: float = 0.5
-    init: str = "real"
-    dsa: bool = True
-    precision: str = "fp32"
-    channels_last: bool = False
-    compile: bool = False
-    real_chunk: int = 0
-
-    name: ClassVar[str] = "dm"
-
-    @property
-    def needs_real_per_class(self) -> bool:  # noise init needs no real image per class
-        return self.init != "noise"
-
-    def validate(self, data: ImageData) -> None:
-        super().validate(data)
-        if self.init not in INITS:
-            raise InputError(f"--init must be one of {', '.join(INITS)}, got {self.init!r}")
-        for key in ("iterations", "batch_real"):
-            if getattr(self, key) < 1:
-                raise InputError(f"--{key.replace('_', '-')} must be >= 1, got {getattr(self, key)}")
-        if self.real_chunk < 0:
-            raise InputError(f"--real-chunk must be >= 0 (0 = automatic), got {self.real_chunk}")
-        if self.lr_img <= 0:
-            raise InputError(f"--lr-img must be > 0, got {self.lr_img}")
-        if self.precision not in PRECISIONS:
-            raise InputError(f"--precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
-        if self.compile and not any(shutil.which(c) for c in ("c++", "g++", "clang++")):
-            raise InputError("--compile needs a C++ compiler (c++, g++ or clang++) on PATH")
-
-    def _run(self, data, device, checkpoint=None):
-        run = Engine(self, data, device, checkpoint)
-        stop = StopSignals()
-        bar = progress(range(run.done, self.iterations), desc=f"{self.name} ipc{self.ipc}",
-                       enabled=self.progress and run.shard.rank == 0)
-        with stop.installed():
-            for _ in bar:
-                run.step()
-                if run.shard.any(bool(stop.requested), device):
-                    run.save(checkpoint)
-                    raise Interrupted(stop.requested or signal.SIGTERM, run.done, checkpoint and checkpoint.path)
-                if checkpoint is not None and checkpoint.due(run.done, self.iterations):
-                    run.save(checkpoint)
-        return run.result()
-
-    # --- hooks ---
-    def sample_network(self, net: torch.nn.Module, data: ImageData, generator: torch.Generator,
-                       iteration: int) -> None:
-        """Set `net`'s weights (in place) for one iteration: DM re-draws every weight at random."""
-        reinitialize(net, generator)
-
-    def moments(self, net: torch.nn.Module, emb: torch.Tensor, label: int) -> list[torch.Tensor]:
-        """Per-sample statistics summed over a batch of one class (the engine divides by the count
-        to get means): DM matches the embedding."""
-        return [emb.sum(0)]
-
-    def match_loss(self, real: list[torch.Tensor], syn: list[torch.Tensor]) -> torch.Tensor:
-        """One class's loss from the mean statistics of its real batch and synthetic images."""
-        return ((real[0] - syn[0]) ** 2).sum()
-
-
-def herding_indices(dm: DM, data: ImageData, device: torch.device) -> torch.Tensor:
+def herding_indices(dm, data: ImageData, device: torch.device) -> torch.Tensor:
     """Herding's `ipc` picks per class (seeded like `dm`, same network architecture): a start that
     already matches each class mean, which the iterations then refine."""
-    from .selectors import Herding
+    from .methods.selectors import Herding
 
     herding = Herding(ipc=dm.ipc, seed=dm.seed, model=dm.model, model_options=dm.model_options,
-                      device=str(device), progress=False)
+                      device=str(device))
     return herding.select(data, device)
 
 
@@ -166,7 +105,7 @@ class DMLoop:
     class indices, and the seeded generator with the draws in their fixed order (the working
     network, the initial images, then per iteration the real batch positions)."""
 
-    def __init__(self, dm: DM, data: ImageData, device: torch.device):
+    def __init__(self, dm, data: ImageData, device: torch.device):
         self.dm, self.data, self.device = dm, data, device
         self.g = dm.generator(device)
         self.labels = data.present_labels()
@@ -213,7 +152,7 @@ class Engine(DMLoop):
     """One DM run in progress: the synthetic images and momentum of the classes this rank owns,
     and the iteration step (also timed by `dcapps bench`)."""
 
-    def __init__(self, dm: DM, data: ImageData, device: torch.device, checkpoint: Checkpoint | None = None):
+    def __init__(self, dm, data: ImageData, device: torch.device, checkpoint: Checkpoint | None = None):
         super().__init__(dm, data, device)
         self.shard = Shard.current()
         self.autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=dm.precision == "bf16")
@@ -233,13 +172,15 @@ class Engine(DMLoop):
             self.done = state["iteration"]
             if self.shard.rank == 0:
                 self.losses[:self.done] = state["losses"][:self.done].to(device)
-        self.start = self.done
+        self.first = self.done
         self.syn = {j: full[j].clone().requires_grad_(True) for j in self.own}
         self.buf = {j: momentum[j].clone() for j in self.own}
+        self.resources = dm.start(data, device)  # after the checkpoint check: a refusal comes first
 
     def identity(self) -> dict:
         """What a checkpoint must match to be resumed by this run."""
-        config = {k: v for k, v in self.dm.config().items() if k not in SPEED_ONLY}
+        speed_only = {k for k, s in settings_of(type(self.dm)).items() if s.rule.speed_only}
+        config = {k: v for k, v in self.dm.config().items() if k not in speed_only | {"device"}}
         return {"method": self.dm.name, "config": config, "data": self.data.spec,
                 "shape": [len(self.data.y_train), self.data.channels, *self.data.image_size],
                 "labels": self.labels, "device_type": self.device.type}
@@ -252,7 +193,7 @@ class Engine(DMLoop):
             return self.embed(self._layout(x)).float()
 
     def _plan_forwards(self) -> None:
-        """Which classes this rank owns and which rows share a forward. Consecutive classes form
+        """Which classes this rank owns and which spans share a forward. Consecutive classes form
         blocks of `per_block`, as many as have their real batches, and their synthetic images,
         fit one forward of `FORWARD_PIXELS` (on a GPU; one class per block on a CPU or with batch
         statistics); ranks own whole blocks and no forward crosses a block, so each rank runs
@@ -260,65 +201,67 @@ class Engine(DMLoop):
         dm, pixels = self.dm, self.data.image_size[0] * self.data.image_size[1]
         budget = FORWARD_PIXELS.get(self.device.type, 0)
         batch_stats = has_batch_stats(self.net)  # then each class is forwarded whole and alone
-        rows = max(1, budget // pixels) if budget and not batch_stats else 0  # 0: a forward per unit
+        rows = max(1, budget // pixels) if budget and not batch_stats else 0  # 0: a forward per span
         if batch_stats:
-            self.chunk = dm.batch_real
+            self.span_rows = dm.batch_real
         else:
-            self.chunk = dm.real_chunk or (min(dm.batch_real, rows) if rows else
-                                           max(1, CPU_CHUNK_PIXELS[dm.precision] // pixels))
+            self.span_rows = dm.real_chunk or (min(dm.batch_real, rows) if rows else
+                                               max(1, CPU_CHUNK_PIXELS[dm.precision] // pixels))
         per_block = max(1, rows // max(dm.batch_real, dm.ipc)) if rows else 1  # real and synthetic fit
         k = len(self.labels)
         blocks = [range(b, min(b + per_block, k)) for b in range(0, k, per_block)]
         mine = [block for i, block in enumerate(blocks) if self.shard.owns(i)]
         self.own = [j for block in mine for j in block]
-        self.real_packs, self.syn_packs = [], []
+        self.real_forwards: list[Forward] = []
+        self.syn_forwards: list[Forward] = []
         for block in mine:
             sizes = {j: min(dm.batch_real, len(self.class_idx[j])) for j in block}
-            units = [(j, a, min(a + self.chunk, n)) for j, n in sizes.items() for a in range(0, n, self.chunk)]
-            self.real_packs += [self._grouped(pack) for pack in packed(units, rows)]
-            self.syn_packs.append(self._grouped([(j, 0, dm.ipc) for j in block]))
+            spans = [Span(j, a, min(a + self.span_rows, n)) for j, n in sizes.items()
+                     for a in range(0, n, self.span_rows)]
+            self.real_forwards += [self._forward(f) for f in forwards_of(spans, rows)]
+            self.syn_forwards.append(self._forward([Span(j, 0, dm.ipc) for j in block]))
 
-    def _grouped(self, units: list[tuple[int, int, int]]) -> tuple[list, torch.Tensor]:
-        """A forward's units (class position, first and end row of the class's batch) and the class
-        position of each of its rows (which Siamese augmentation each row gets)."""
-        groups = torch.cat([torch.full((b - a,), j, dtype=torch.long) for j, a, b in units])
-        return units, groups.to(self.g.device)
+    def _forward(self, spans: list[Span]) -> Forward:
+        rows = torch.cat([torch.full((s.end - s.start,), s.cls, dtype=torch.long) for s in spans])
+        return Forward(spans, rows.to(self.g.device))
 
     @torch.no_grad()
     def real_moments(self, positions: list[torch.Tensor], op, u) -> dict[int, list[torch.Tensor]]:
-        """Mean statistics of each owned class's real batch, unit by unit (a class's sum does not
-        depend on which other units share its forward)."""
+        """Mean statistics of each owned class's real batch, span by span (a class's sum does not
+        depend on which other spans share its forward)."""
         sums: dict[int, list[torch.Tensor]] = {}
-        for units, groups in self.real_packs:
-            idx = torch.cat([self.class_idx[j][positions[j][a:b].to(self.class_idx[j].device)] for j, a, b in units])
-            emb = self._embed(self.augment(self.real(idx), groups, op, u))
+        for spans, row_classes in self.real_forwards:
+            idx = torch.cat([self.class_idx[s.cls][positions[s.cls][s.start:s.end].to(self.class_idx[s.cls].device)]
+                             for s in spans])
+            emb = self._embed(self.augment(self.real(idx), row_classes, op, u))
             row = 0
-            for j, a, b in units:
-                m = self.dm.moments(self.net, emb[row:row + b - a], self.labels[j])
-                sums[j] = m if j not in sums else [s + t for s, t in zip(sums[j], m)]
-                row += b - a
+            for s in spans:
+                n = s.end - s.start
+                m = self.dm.moments(self.net, emb[row:row + n], self.labels[s.cls])
+                sums[s.cls] = m if s.cls not in sums else [a + b for a, b in zip(sums[s.cls], m)]
+                row += n
         return {j: [s / len(positions[j]) for s in m] for j, m in sums.items()}
 
     def step(self) -> None:
         """One iteration: the same random draws on every rank, then this rank's classes."""
         dm, g, ipc = self.dm, self.g, self.dm.ipc
-        dm.sample_network(self.net, self.data, g, self.done)
+        dm.sample_network(self.net, self.resources, g, self.done)
         positions = self.draw_positions()
         op, u = self.draw_augmentation()
         real = self.real_moments(positions, op, u)
         total = torch.zeros((), device=self.device)
-        for units, groups in self.syn_packs:
-            leaves = [self.syn[j] for j, _, _ in units]
-            emb = self._embed(self.augment(torch.cat(leaves), groups, op, u))
+        for spans, row_classes in self.syn_forwards:
+            leaves = [self.syn[s.cls] for s in spans]
+            emb = self._embed(self.augment(torch.cat(leaves), row_classes, op, u))
             loss = torch.zeros((), device=self.device)
-            for i, (j, _, _) in enumerate(units):
-                syn_moments = dm.moments(self.net, emb[i * ipc:(i + 1) * ipc], self.labels[j])
-                loss = loss + dm.match_loss(real[j], [m / ipc for m in syn_moments])
+            for i, s in enumerate(spans):
+                syn_moments = dm.moments(self.net, emb[i * ipc:(i + 1) * ipc], self.labels[s.cls])
+                loss = loss + dm.match_loss(real[s.cls], [m / ipc for m in syn_moments])
             grads = torch.autograd.grad(loss, leaves)
             with torch.no_grad():
-                for (j, _, _), grad in zip(units, grads):
-                    self.buf[j].mul_(dm.momentum).add_(grad)
-                    self.syn[j].sub_(dm.lr_img * self.buf[j])
+                for s, grad in zip(spans, grads):
+                    self.buf[s.cls].mul_(dm.momentum).add_(grad)
+                    self.syn[s.cls].sub_(dm.lr_img * self.buf[s.cls])
             total += loss.detach()
         self.losses[self.done] = total
         self.done += 1
@@ -350,4 +293,4 @@ class Engine(DMLoop):
         labels = torch.tensor(self.labels, device=self.device).repeat_interleave(self.dm.ipc)
         losses = self.shard.sum(self.losses.clone()).tolist()
         return images, labels, {"loss_first": losses[0], "loss_last": losses[-1],
-                                "world_size": self.shard.world, "resumed_from": self.start}
+                                "world_size": self.shard.world, "resumed_from": self.first}

@@ -1,0 +1,150 @@
+"""Settings declared once, on the dataclass field that holds them.
+
+`setting(default, help, low=..., above=..., choices=...)` makes a dataclass field whose metadata
+carries its bounds, choices and one help line; its type is the field's annotation. Everything a
+user can set is derived from that one declaration: the command-line flags (`dcapps condense`),
+the YAML keys of a scripted benchmark, the options of `DMReplay`, and their checks, which are
+made by `check` before any work and name the setting in the caller's own words (`--lr-img`,
+`condense.dm.lr_img`, `lr_img`). No list of setting names is kept anywhere else.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import typing
+from typing import Any, Callable, NamedTuple
+
+from .errors import InputError
+
+KEY = "dcapps.setting"
+
+
+@dataclasses.dataclass(frozen=True)
+class Rule:
+    """What a setting accepts beyond its type, and what it is for."""
+
+    help: str
+    low: float | None = None  # value >= low
+    above: float | None = None  # value > above
+    choices: tuple | None = None
+    speed_only: bool = False  # changes how fast a result comes, never the result
+    common: bool = False  # every method has it (the CLI and the YAML give it a place of its own)
+
+
+def setting(default: Any = dataclasses.MISSING, help: str = "", *, factory: Callable | None = None,
+            low: float | None = None, above: float | None = None, choices: tuple | None = None,
+            speed_only: bool = False, common: bool = False) -> Any:
+    """A dataclass field declared as a user-facing setting (see the module docstring)."""
+    rule = Rule(help, low, above, tuple(choices) if choices else None, speed_only, common)
+    if factory is not None:
+        return dataclasses.field(default_factory=factory, metadata={KEY: rule})
+    return dataclasses.field(default=default, metadata={KEY: rule})
+
+
+class Setting(NamedTuple):
+    """One declared setting of a class: name, Python type, default, optional (None allowed), rule."""
+
+    name: str
+    type: type
+    default: Any
+    optional: bool
+    rule: Rule
+
+    def describe(self) -> str:
+        """What a valid value is, in words: `a number > 0`, `one of real, herding, noise`."""
+        r = self.rule
+        if r.choices:
+            text = "one of " + ", ".join(map(str, r.choices))
+        else:
+            text = {bool: "true or false", int: "an integer", float: "a finite number",
+                    str: "a text", dict: "a mapping"}[self.type]
+            if r.low is not None:
+                text += f" >= {_num(r.low)}"
+            if r.above is not None:
+                text += f" > {_num(r.above)}"
+        return text + (" (or none)" if self.optional else "")
+
+    def check(self, value: Any, where: str) -> Any:
+        """`value` if it is valid for this setting (ints widened to float for a float setting);
+        otherwise an `InputError` naming the setting as `where`."""
+        if value is None and self.optional:
+            return None
+        bad = InputError(f"{where} must be {self.describe()}, got {value!r}")
+        if self.type is bool:
+            if not isinstance(value, bool):
+                raise bad
+            return value
+        if self.type in (int, float):
+            if isinstance(value, bool) or not isinstance(value, (int, float) if self.type is float else int):
+                raise bad
+            if self.type is float:
+                value = float(value)
+                if not math.isfinite(value):
+                    raise bad
+            if (self.rule.low is not None and value < self.rule.low) or (
+                    self.rule.above is not None and value <= self.rule.above):
+                raise bad
+            return value
+        if not isinstance(value, self.type) or (self.rule.choices and value not in self.rule.choices):
+            raise bad
+        return value
+
+
+def _num(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else str(x)
+
+
+def settings_of(cls: type) -> dict[str, Setting]:
+    """Every setting declared on dataclass `cls` (own and inherited), in field order."""
+    hints = typing.get_type_hints(cls)
+    out = {}
+    for f in dataclasses.fields(cls):
+        rule = f.metadata.get(KEY)
+        if rule is None:
+            continue
+        kind, optional = hints[f.name], False
+        args = typing.get_args(kind)
+        if type(None) in args:
+            optional = True
+            kind = next(a for a in args if a is not type(None))
+        kind = typing.get_origin(kind) or kind
+        default = f.default if f.default is not dataclasses.MISSING else (
+            f.default_factory() if f.default_factory is not dataclasses.MISSING else dataclasses.MISSING)
+        out[f.name] = Setting(f.name, kind, default, optional, rule)
+    return out
+
+
+def applicable(cls: type, values: dict) -> dict:
+    """The entries of `values` that are settings of `cls` (options given for several methods at
+    once, e.g. a YAML's shared `condense.<key>`, each method taking those it has)."""
+    known = settings_of(cls)
+    return {k: v for k, v in values.items() if k in known}
+
+
+def python_name(name: str) -> str:
+    """How a Python caller names a setting: as it is."""
+    return name
+
+
+def flag_name(name: str) -> str:
+    """How the command line names a setting: `lr_img` -> `--lr-img`."""
+    return "--" + name.replace("_", "-")
+
+
+def check(cls: type, values: dict, spell: Callable[[str], str] = python_name, what: str = "") -> dict:
+    """`values` checked against the settings of `cls` (unknown names refused); errors name each
+    setting as `spell(name)`, e.g. `flag_name` on the command line."""
+    known = settings_of(cls)
+    out = {}
+    for name, value in values.items():
+        if name not in known:
+            allowed = ", ".join(spell(k) for k in known)
+            raise InputError(f"unknown setting {spell(name)}{' of ' + what if what else ''} (allowed: {allowed})")
+        out[name] = known[name].check(value, spell(name))
+    return out
+
+
+def check_object(obj: Any, spell: Callable[[str], str] = python_name) -> None:
+    """Check every declared setting of a dataclass instance (e.g. in `__post_init__`)."""
+    for name, s in settings_of(type(obj)).items():
+        setattr(obj, name, s.check(getattr(obj, name), spell(name)))

@@ -1,0 +1,110 @@
+"""What the commands share: the data and output arguments, flags derived from declared settings,
+and the one JSON line of `--json`. Imports nothing heavy at the top."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+
+
+def emit_json(obj) -> None:
+    """Print one JSON object as the last line of stdout (`--json`)."""
+    print(json.dumps(obj, default=str), flush=True)
+
+
+def add_data_arguments(p: argparse.ArgumentParser) -> None:
+    """--data SPEC, --root DIR, --download: shared by every command that reads real data."""
+    p.add_argument("--data", required=True, metavar="SPEC",
+                   help="digits | mnist | fashionmnist | cifar10 | cifar100 | svhn | PATH.npz | DIR/")
+    p.add_argument("--root", default=None, help="folder of torchvision data sets (default ./data)")
+    p.add_argument("--download", action="store_true", help="allow downloading a torchvision set")
+
+
+def add_stream_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--stream", action="store_true",
+                   help="read an ImageFolder from disk per batch instead of loading it (automatic when "
+                        "it would not fit in half the available memory)")
+
+
+def add_output_arguments(p: argparse.ArgumentParser) -> None:
+    """--quiet, --json."""
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+
+
+def add_run_arguments(p: argparse.ArgumentParser) -> None:
+    """--seed, --device, --quiet, --json (for commands whose seed and device are not a method's)."""
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    add_output_arguments(p)
+
+
+def add_setting_flags(p: argparse.ArgumentParser, classes: dict[str, type], skip: tuple = (),
+                      required: tuple = ()) -> None:
+    """One flag per declared setting of the classes (`lr_img` -> `--lr-img`; a bool gets
+    `--x/--no-x`; a mapping is given as JSON). A setting that not every class has is marked
+    with the names of those that do. Flags default to None: the class's own default applies."""
+    from condense_core.settings import flag_name, settings_of
+
+    owners: dict[str, list] = {}
+    for cls_name, cls in classes.items():
+        for s in settings_of(cls).values():
+            if s.name not in skip:
+                owners.setdefault(s.name, []).append((cls_name, s))
+    for name, found in owners.items():
+        s = found[0][1]
+        defaults = {str(t.default) for _, t in found}
+        text = s.rule.help
+        if len(found) < len(classes):
+            text = f"{', '.join(n for n, _ in found)}: {text}"
+        if name not in required:
+            text += (f" (default {defaults.pop()})" if len(defaults) == 1 else
+                     " (default " + ", ".join(f"{n} {t.default}" for n, t in found) + ")")
+        kwargs: dict = {"dest": name, "default": None, "help": text.replace("%", "%%")}
+        if s.type is bool:
+            kwargs["action"] = argparse.BooleanOptionalAction
+        elif s.rule.choices:
+            kwargs["choices"] = s.rule.choices
+        elif s.type is dict:
+            kwargs.update(type=_json_mapping, metavar="JSON")
+        else:
+            kwargs.update(type=s.type, metavar="N" if s.type is int else "X" if s.type is float else None)
+        p.add_argument(flag_name(name), required=name in required, **kwargs)
+    p.set_defaults(_settings=tuple(p.get_default("_settings") or ()) + tuple(owners))
+
+
+def _json_mapping(text: str) -> dict:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        raise argparse.ArgumentTypeError(f"not JSON: {text!r}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"not a JSON mapping: {text!r}")
+    return value
+
+
+def given_settings(cls: type, args: argparse.Namespace, what: str) -> dict:
+    """The settings of `cls` given as flags, checked and named as flags; a flag of another
+    class's setting is refused (`--rho does not apply to method 'dm'`)."""
+    from condense_core.errors import InputError
+    from condense_core.settings import check, flag_name, settings_of
+
+    own = settings_of(cls)
+    given = {k: v for k, v in vars(args).items() if not k.startswith("_")}
+    for key, value in given.items():
+        if value is not None and key in getattr(args, "_settings", ()) and key not in own:
+            raise InputError(f"{flag_name(key)} does not apply to {what}")
+    return check(cls, {k: given[k] for k in own if given.get(k) is not None}, flag_name)
+
+
+def check_out(path: str) -> None:
+    """--out must be a file name in a folder that exists or can be made (checked before any work)."""
+    from condense_core.errors import InputError
+
+    if os.path.isdir(path):
+        raise InputError(f"--out {path} is a directory; give a file name ending in .pt")
+    parent = os.path.dirname(os.path.abspath(path))
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        raise InputError(f"--out {path}: {parent} is a file, not a folder")

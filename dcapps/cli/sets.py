@@ -1,0 +1,68 @@
+"""`dcapps condense` and `dcapps select` share this: build a reduced set with a registered method
+and write it. Every setting of every method of the kind is a flag, derived from its declaration."""
+from __future__ import annotations
+
+import argparse
+import os
+
+from .common import add_data_arguments, add_output_arguments, add_setting_flags, add_stream_argument, check_out, emit_json
+
+
+HELP = {"condense": "learn synthetic images per class (dm, lcmat, ...; `dcapps methods` lists them)",
+        "select": "pick real images per class (random, herding, kcenter, lcmat, ...; `dcapps methods`)"}
+
+
+def add_arguments(kind: str, p: argparse.ArgumentParser) -> None:
+    from condense_core.registry import methods
+
+    table = methods(kind)
+    add_data_arguments(p)
+    add_stream_argument(p)
+    p.add_argument("--method", required=True, choices=tuple(table))
+    p.add_argument("--out", required=True, metavar="FILE.pt")
+    p.add_argument("--png", action="store_true", help="also write a picture of the set next to --out")
+    add_setting_flags(p, table, required=("ipc",))
+    if kind == "condense":
+        p.add_argument("--checkpoint-every", type=int, default=0, metavar="N",
+                       help="save the run's state next to --out every N iterations (it is also saved "
+                            "on SIGINT/SIGTERM)")
+        p.add_argument("--resume", action="store_true", help="continue from the checkpoint next to --out")
+    add_output_arguments(p)
+
+
+def run(args: argparse.Namespace) -> int:
+    from condense_core import load_data
+    from condense_core.checkpoint import Checkpoint
+    from condense_core.distributed import Shard, finish, init_from_env
+    from condense_core.registry import method_class
+
+    from .common import given_settings
+
+    kind = args.command
+    check_out(args.out)
+    cls = method_class(kind, args.method)
+    settings = given_settings(cls, args, f"{kind} method {args.method!r}")
+    checkpoint = (Checkpoint(Checkpoint.next_to(args.out), args.checkpoint_every, args.resume)
+                  if kind == "condense" else None)
+    # under torchrun: join the group, one device per rank
+    settings["device"] = init_from_env(settings.get("device", cls.__dataclass_fields__["device"].default))
+    try:
+        method = cls(**settings, progress=not args.quiet)
+        data = load_data(args.data, args.root, args.download, args.stream)
+        syn = method.condense(data, checkpoint)
+        if Shard.current().rank != 0:
+            return 0
+        syn.save(args.out)
+    finally:
+        finish()
+    if checkpoint is not None:
+        checkpoint.remove()  # superseded by the finished set, now safely on disk
+    result = {"out": args.out, "method": args.method, "kind": kind, "ipc": method.ipc, "images": len(syn),
+              "wall_time_s": syn.meta["wall_time_s"]}
+    if args.png:
+        result["png"] = syn.save_grid(os.path.splitext(args.out)[0] + ".png")
+    print(f"wrote {args.out}: {len(syn)} images ({args.method}, ipc {method.ipc}) "
+          f"in {syn.meta['wall_time_s']:.1f} s")
+    if args.json:
+        emit_json(result)
+    return 0
