@@ -57,8 +57,23 @@ class DSA:
         return self.apply(x, op, u)
 
     def apply(self, x: torch.Tensor, op: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-        """Apply operation `op[i]` with uniforms `u[i]` to sample i."""
+        """Apply operation `op[i]` with uniforms `u[i]` to sample i.
+
+        Two ways, one result (a test checks them equal): on a CPU each operation runs on its own
+        samples only (`_grouped`: the cheapest, but it reads how many samples each operation got);
+        on a GPU every operation runs on every sample and each sample keeps its own (`_selected`:
+        a few times the arithmetic of tiny kernels, but fixed shapes and no read from the device,
+        so an iteration never waits for the GPU and can be captured as a CUDA graph)."""
         op, u = op.to(x.device), u.to(device=x.device, dtype=x.dtype)
+        return self._selected(x, op, u) if x.is_cuda else self._grouped(x, op, u)
+
+    def _selected(self, x: torch.Tensor, op: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        out = x
+        for k, name in enumerate(self.ops):
+            out = torch.where((op == k).view(-1, 1, 1, 1), getattr(self, "_" + name)(x, u), out)
+        return out
+
+    def _grouped(self, x: torch.Tensor, op: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         order = torch.argsort(op, stable=True)
         counts = torch.bincount(op, minlength=len(self.ops)).tolist()
         pieces, start = [], 0

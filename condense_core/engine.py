@@ -56,6 +56,9 @@ CPU_CHUNK_PIXELS = {"fp32": 16 * 28 * 28, "bf16": 32 * 28 * 28}
 # few small ones per class. On a CPU (absent: 0) every real span and every class's synthetic
 # images get a forward of their own: there a span that stays in cache is what counts.
 FORWARD_PIXELS = {"cuda": 4096 * 32 * 32}
+# Eager iterations before the CUDA graph is captured (lazy initialisation of cuDNN, cuBLAS and the
+# allocator must happen outside the capture).
+WARMUP_ITERATIONS = 2
 
 
 class Span(NamedTuple):
@@ -155,7 +158,10 @@ class Engine(DMLoop):
     def __init__(self, dm, data: ImageData, device: torch.device, checkpoint: Checkpoint | None = None):
         super().__init__(dm, data, device)
         self.shard = Shard.current()
-        self.autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=dm.precision == "bf16")
+        # the CUDA graph path (see `step`): methods whose iteration never reads the device
+        self.graphed = device.type == "cuda" and dm.cuda_graph and dm.graph_safe
+        self.autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=dm.precision == "bf16",
+                                       cache_enabled=not self.graphed)
         if dm.channels_last:
             self.net = self.net.to(memory_format=torch.channels_last)
         self.embed = torch.compile(self.net.embed) if dm.compile else self.net.embed
@@ -173,6 +179,9 @@ class Engine(DMLoop):
             if self.shard.rank == 0:
                 self.losses[:self.done] = state["losses"][:self.done].to(device)
         self.first = self.done
+        self.slot = torch.tensor(self.done, device=device)  # where this iteration's loss goes
+        self.graph: torch.cuda.CUDAGraph | None = None
+        self.warmup = WARMUP_ITERATIONS if self.graphed else 0
         self.syn = {j: full[j].clone().requires_grad_(True) for j in self.own}
         self.buf = {j: momentum[j].clone() for j in self.own}
         self.resources = dm.start(data, device)  # after the checkpoint check: a refusal comes first
@@ -243,9 +252,34 @@ class Engine(DMLoop):
         return {j: [s / len(positions[j]) for s in m] for j, m in sums.items()}
 
     def step(self) -> None:
-        """One iteration: the same random draws on every rank, then this rank's classes."""
+        """One iteration. On CUDA (`cuda_graph`) the first `WARMUP_ITERATIONS` run eagerly on a
+        side stream, the next is captured as a CUDA graph and every later one replays it: the
+        same kernels on the same buffers with the generator advanced on the device, so the result
+        is the eager one, without the launches and the Python of each iteration."""
+        if self.graph is None and self.graphed and self.warmup == 0:
+            self.graph = torch.cuda.CUDAGraph()
+            self.graph.register_generator_state(self.g)
+            with torch.cuda.graph(self.graph):
+                self.iterate()
+        if self.graph is not None:
+            self.graph.replay()
+        elif self.warmup:
+            side = torch.cuda.Stream(self.device)
+            side.wait_stream(torch.cuda.current_stream(self.device))
+            with torch.cuda.stream(side):
+                self.iterate()
+            torch.cuda.current_stream(self.device).wait_stream(side)
+            self.warmup -= 1
+        else:
+            self.iterate()
+        self.done += 1
+
+    def iterate(self) -> None:
+        """The work of one iteration: the same random draws on every rank, then this rank's
+        classes. Nothing in it reads the device or depends on the host's iteration count (the
+        loss goes to the device-side `slot`), so it can be captured once and replayed."""
         dm, g, ipc = self.dm, self.g, self.dm.ipc
-        dm.sample_network(self.net, self.resources, g, self.done)
+        dm.sample_network(self.net, self.resources, g)
         positions = self.draw_positions()
         op, u = self.draw_augmentation()
         real = self.real_moments(positions, op, u)
@@ -263,8 +297,8 @@ class Engine(DMLoop):
                     self.buf[s.cls].mul_(dm.momentum).add_(grad)
                     self.syn[s.cls].sub_(dm.lr_img * self.buf[s.cls])
             total += loss.detach()
-        self.losses[self.done] = total
-        self.done += 1
+        self.losses.index_put_((self.slot,), total)
+        self.slot += 1
 
     def _gathered(self, parts: dict[int, torch.Tensor]) -> torch.Tensor:
         """k x ipc x C x H x W, every class filled in (a collective under torch.distributed)."""

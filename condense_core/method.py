@@ -33,6 +33,9 @@ class Method:
     model: str = setting("ConvNet", "network the method looks through (ConvNet, MLP, ResNet)", common=True)
     model_options: dict = setting(help='options of the network, e.g. {"width": 64}', factory=dict, common=True)
     device: str = setting("auto", "where the method runs: auto, cpu, cuda or cuda:N", common=True)
+    deterministic: bool = setting(True, "on CUDA: deterministic kernels, so one seed gives the same bits "
+                                        "(slower; off: cuDNN picks the fastest kernels)",
+                                  speed_only=True, common=True)
     progress: bool = False  # progress bars: how a run is shown, not what it computes
 
     kind: ClassVar[str] = ""  # set by registry.register
@@ -54,7 +57,7 @@ class Method:
         self.validate(data)
         dev = resolve_device(self.device)
         t0 = time.time()
-        with reproducible(dev):
+        with reproducible(dev, self.deterministic):
             images, labels, extra = self._run(data, dev, checkpoint)
         meta = {"method": self.name, "kind": self.kind, **self.config(), "data": data.spec,
                 "data_shape": [data.channels, *data.image_size], "labels": data.present_labels(),

@@ -71,3 +71,18 @@ def test_warp_gradient_indexes_exactly_in_bfloat16():
     theta = (1.5 * torch.eye(2, 3)).expand(2, 2, 3).bfloat16()  # zoomed out: corners beyond the edges
     grad, = torch.autograd.grad(_warp(x, theta, True).float().sum(), x)
     assert grad.shape == x.shape and torch.isfinite(grad.float()).all() and grad.float().abs().sum() > 0
+
+
+def test_selected_path_equals_grouped_path_with_gradients():
+    """The GPU's fixed-shape augmentation (every op on every sample, no read from the device) gives
+    the CPU's grouped result, values and image gradients alike."""
+    dsa, g = DSA(), torch.Generator().manual_seed(3)
+    x = torch.randn(40, 3, 12, 12, generator=g)
+    op, u = dsa.draw(40, g)
+    out = []
+    for path in (dsa._grouped, dsa._selected):
+        leaf = x.clone().requires_grad_(True)
+        y = path(leaf, op, u)
+        (y * torch.linspace(-1, 1, y.numel()).view_as(y)).sum().backward()
+        out.append((y.detach(), leaf.grad))
+    assert torch.allclose(out[0][0], out[1][0], atol=1e-6) and torch.allclose(out[0][1], out[1][1], atol=1e-6)

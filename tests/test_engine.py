@@ -269,3 +269,23 @@ def test_torchrun_with_one_process_joins_a_group(monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "1")
     monkeypatch.setenv("TORCHELASTIC_RUN_ID", "run")  # torchrun --nproc-per-node 1 (nccl with one GPU)
     assert launched_by_torchrun()
+
+
+def test_an_iteration_never_reads_the_device(digits, monkeypatch):
+    """What a CUDA graph needs, checked on the CPU: with the GPU's augmentation path, one
+    iteration makes no host read of a tensor (no .item(), .tolist(), bool() ...), so it can be
+    captured once and replayed; its loss goes to the device-side slot."""
+    from condense_core.augment import DSA
+
+    monkeypatch.setattr(DSA, "apply", lambda self, x, op, u: self._selected(x, op, u.to(x.dtype)))
+    dm = DM(ipc=2, batch_real=16, iterations=3, seed=0, **SMALL)
+    engine = Engine(dm, digits, CPU)
+    engine.step()  # the first draw of everything, outside the guard
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a host read inside an iteration")
+    for name in ("item", "tolist", "__bool__", "__int__", "__float__", "__index__", "numpy", "cpu"):
+        monkeypatch.setattr(torch.Tensor, name, refuse)
+    engine.iterate()
+    monkeypatch.undo()
+    assert int(engine.slot) == 2 and bool((engine.losses[:2] > 0).all())

@@ -34,9 +34,13 @@ def fixed_net_loss(method, data, syn_x, nets=6):
 class FixedNetDM(DM):
     """DM whose embedding network is drawn once: its loss must then fall steadily."""
 
-    def sample_network(self, net, data, generator, iteration):
-        if iteration == 0:
-            super().sample_network(net, data, generator, iteration)
+    def start(self, data, device):
+        return {"drawn": False}  # run state, handed back to every iteration
+
+    def sample_network(self, net, resources, generator):
+        if not resources["drawn"]:
+            super().sample_network(net, resources, generator)
+            resources["drawn"] = True
 
 
 def test_dm_loss_decreases_under_one_network(digits):

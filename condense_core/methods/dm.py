@@ -50,10 +50,13 @@ class DM(Method):
     compile: bool = setting(False, "torch.compile the embedding network (needs a C++ compiler on a CPU)",
                             speed_only=True)
     real_chunk: int = setting(0, "real images per forward (0 = automatic)", low=0, speed_only=True)
+    cuda_graph: bool = setting(True, "on CUDA: capture an iteration as a CUDA graph and replay it (the same "
+                                     "result, without the launches)", speed_only=True)
 
     # Short condensations (hundreds of iterations, e.g. a replay memory per experience) instead of
     # the paper's 20,000 at lr_img 1: start from herding's picks and take larger image steps.
     # Measured in the README (DMReplay section) on digits and Fashion-MNIST.
+    graph_safe: ClassVar[bool] = True  # the hooks never read the device: an iteration can be captured
     presets: ClassVar[dict[str, dict]] = {
         "memory": {"iterations": 300, "batch_real": 128, "init": "herding", "lr_img": 30.0}}
 
@@ -87,9 +90,9 @@ class DM(Method):
         `sample_network` (LCMat-C: its trained networks); DM needs nothing."""
         return None
 
-    def sample_network(self, net: torch.nn.Module, resources: object, generator: torch.Generator,
-                       iteration: int) -> None:
-        """Set `net`'s weights (in place) for one iteration: DM re-draws every weight at random."""
+    def sample_network(self, net: torch.nn.Module, resources: object, generator: torch.Generator) -> None:
+        """Set `net`'s weights (in place) for one iteration: DM re-draws every weight at random,
+        on the device, so the iteration can be a CUDA graph (`graph_safe`)."""
         reinitialize(net, generator)
 
     def moments(self, net: torch.nn.Module, emb: torch.Tensor, label: int) -> list[torch.Tensor]:

@@ -20,6 +20,7 @@ every pairwise gradient distance from two small Gram matrices, never from per-sa
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -132,6 +133,8 @@ class LCMatC(DM):
                                 "iteration, as DM)", low=0)
     net_epochs: int = setting(5, "epochs each pool network is trained", low=1)
 
+    graph_safe: ClassVar[bool] = False
+
     def start(self, data: ImageData, device: torch.device) -> list[torch.nn.Module]:
         """The run's pool of trained networks (built once per run, never kept on the method)."""
         return self.pool(data, device)
@@ -153,11 +156,12 @@ class LCMatC(DM):
                           self.progress, desc=f"pool net {i + 1}/{self.pool_size}")
         return net.requires_grad_(False)
 
-    def sample_network(self, net, resources, generator, iteration):
+    def sample_network(self, net, resources, generator):
         """The weights of a pool network (`resources`) drawn at random each iteration, copied
-        into `net`; random weights (DM) without a pool."""
+        into `net`; random weights (DM) without a pool. (The draw is read on the host to pick
+        the network, so LCMat-C's iterations are not captured as CUDA graphs.)"""
         if not resources:
-            return super().sample_network(net, resources, generator, iteration)
+            return super().sample_network(net, resources, generator)
         i = int(torch.randint(len(resources), (1,), generator=generator, device=generator.device))
         net.load_state_dict(resources[i].state_dict())
 

@@ -26,7 +26,8 @@ def add_arguments(name, p: argparse.ArgumentParser) -> None:
     add_data_arguments(p)
     add_stream_argument(p)
     p.add_argument("--iterations", type=int, default=5, help="timed iterations of each loop (5; the median is kept)")
-    p.add_argument("--warmup", type=int, default=2, help="untimed iterations first (compilation) (2)")
+    p.add_argument("--warmup", type=int, default=3, help="untimed iterations first (compilation, CUDA graph "
+                                                         "capture) (3)")
     add_setting_flags(p, {"dm": DM}, skip=("iterations",))  # DM's settings, except its iteration count
     p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
 
@@ -49,7 +50,7 @@ def run(args) -> int:
     data = load_data(args.data, args.root, args.download, args.stream)
     dm = DM(**{**settings, "device": str(device), "iterations": args.warmup + args.iterations})
     dm.validate(data)
-    with reproducible(device):  # the kernels a condensation runs with
+    with reproducible(device, dm.deterministic):  # the kernels a condensation runs with
         peak = matmul_peak(device)
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
@@ -64,12 +65,14 @@ def run(args) -> int:
     res = {"data": args.data, "streamed": streamed, "image_shape": [data.channels, *data.image_size],
            "classes": len(data.present_labels()), "ipc": dm.ipc, "batch_real": dm.batch_real,
            "model": dm.model, "iterations": args.iterations, "precision": dm.precision,
-           "channels_last": dm.channels_last, "compile": dm.compile, "real_chunk": engine.span_rows,
+           "channels_last": dm.channels_last, "compile": dm.compile, "cuda_graph": engine.graphed,
+           "deterministic": dm.deterministic, "real_chunk": engine.span_rows,
            "real_forwards": len(engine.real_forwards),
            "engine_s_per_it": engine_s, "reference_s_per_it": reference_s, "speedup": reference_s / engine_s,
            "gflop_per_it": flops / 1e9, "engine_gflops": flops / engine_s / 1e9, "matmul_peak_gflops": peak,
            "peak_memory_gb": memory, "machine": machine(device), "torch": torch.__version__}
-    flags = ", ".join([dm.precision] + ["channels-last"] * dm.channels_last + ["compiled"] * dm.compile)
+    flags = ", ".join([dm.precision] + ["channels-last"] * dm.channels_last + ["compiled"] * dm.compile
+                      + ["CUDA graph"] * engine.graphed + ["deterministic"] * (dm.deterministic and device.type == "cuda"))
     print(f"data      {args.data}{' (streamed from disk)' * streamed}: {res['classes']} classes of "
           f"{'x'.join(map(str, res['image_shape']))}, ipc {dm.ipc}, batch_real {dm.batch_real}, "
           f"{dm.model}; {res['machine']}")
