@@ -42,11 +42,11 @@ from condense_core.runtime import reproducible  # noqa: E402
 from dcapps.cli.bench import count_flops, interleaved_seconds  # noqa: E402
 
 ENV = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-# name -> DM settings of a timing mode (all with the CUDA graph, today's default, unless said)
+# name -> DM settings of a timing mode
 MODES = {
-    "fast": {"deterministic": False, "precision": "bf16", "channels_last": True},
-    "fast fp32": {"deterministic": False},
-    "deterministic": {"deterministic": True},
+    "fast": {"deterministic": False, "precision": "bf16", "channels_last": True, "cuda_graph": True},
+    "fast fp32": {"deterministic": False, "cuda_graph": True},
+    "deterministic": {"deterministic": True, "cuda_graph": True},
     "deterministic eager": {"deterministic": True, "cuda_graph": False},
 }
 CUDA = torch.device("cuda")
@@ -62,7 +62,7 @@ def dcapps(*argv, launcher=(sys.executable,), timeout=900) -> subprocess.Complet
 
 def condense_argv(data, out, iterations, *extra):
     return ["condense", "--data", data, "--method", "dm", "--ipc", "10", "--batch-real", "256",
-            "--iterations", str(iterations), "--seed", "0", "--device", "cuda", "--quiet",
+            "--iterations", str(iterations), "--seed", "0", "--device", "cuda", "--cuda-graph", "--quiet",
             "--out", str(out), *extra]
 
 
@@ -205,7 +205,8 @@ def main() -> int:
     p.add_argument("--bench-iterations", type=int, default=30)
     p.add_argument("--iterations", type=int, default=40, help="iterations of repeatable/resume/torchrun")
     p.add_argument("--long-iterations", type=int, default=20000)
-    p.add_argument("--long-flags", default="--no-deterministic", help="extra flags of the long condensation")
+    p.add_argument("--long-flags", default="--no-deterministic --cuda-graph",
+                   help="extra flags of the long condensation")
     p.add_argument("--long-budget-s", type=float, default=240, help="seconds the long condensation may take")
     p.add_argument("--eval-epochs", type=int, default=1000)
     p.add_argument("--eval-runs", type=int, default=5)
