@@ -146,6 +146,8 @@ def repeatable(args, tmp: Path) -> dict:
 
 def resumed(args, tmp: Path) -> dict:
     out = tmp / "resumed.pt"
+    for stale in (out, Path(str(out) + ".ckpt"), Path(str(out) + ".lock")):
+        stale.unlink(missing_ok=True)  # an earlier run's checkpoint would be refused, not overwritten
     proc = subprocess.Popen([sys.executable, "-m", "dcapps",
                              *condense_argv(args.data, out, args.iterations, "--checkpoint-every", "10")],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV, cwd=ROOT)

@@ -5,6 +5,11 @@ momentum, the random generator's state, the iteration reached and the losses so 
 settings and data it was made with (a resume with anything else is refused). Resuming from it
 therefore gives the same final result as a run that was never interrupted. Files are written to
 a temporary name and renamed, so a killed process leaves the previous checkpoint intact.
+
+A checkpoint is never lost by accident: a run that does not resume refuses to start where one
+lies (continue it with `resume`, or replace it with `restart`), `resume` without one is refused,
+and a loaded checkpoint is checked field by field (iteration within the run, images and momentum
+of the run's shape, a generator state the generator accepts) before anything is taken from it.
 """
 from __future__ import annotations
 
@@ -22,12 +27,23 @@ FORMAT = "dcapps.Checkpoint/1"
 
 class Checkpoint:
     """Where a run's checkpoint lives, how often it is written (`every` iterations, 0 = only on a
-    signal) and whether a run starts from it (`resume`)."""
+    signal), and what to do with one already there: continue from it (`resume`) or replace it
+    (`restart`); with neither, its presence stops the run before any work."""
 
-    def __init__(self, path: str, every: int = 0, resume: bool = False):
+    def __init__(self, path: str, every: int = 0, resume: bool = False, restart: bool = False):
         if every < 0:
             raise InputError(f"--checkpoint-every must be >= 0, got {every}")
-        self.path, self.every, self.resume = path, every, resume
+        if resume and restart:
+            raise InputError("--resume and --restart contradict each other: give one")
+        if os.path.lexists(path) and not os.path.isfile(path):
+            raise InputError(f"{path} is where this run keeps its checkpoint, but it is not a file: remove it")
+        if resume and not os.path.exists(path):
+            raise InputError(f"--resume: there is no checkpoint {path} to continue from "
+                             "(run without --resume to start)")
+        if not resume and not restart and os.path.exists(path):
+            raise InputError(f"{path} holds the checkpoint of an earlier run: continue it with --resume, "
+                             "or start afresh with --restart (which replaces it)")
+        self.path, self.every, self.resume, self.restart = path, every, resume, restart
 
     @staticmethod
     def next_to(out: str) -> str:
@@ -41,9 +57,15 @@ class Checkpoint:
         atomic_save({"format": FORMAT, **state}, self.path)
 
     def load(self, identity: dict) -> dict | None:
-        """The saved state if resuming and a checkpoint exists (it must match `identity`)."""
-        if not self.resume or not os.path.exists(self.path):
+        """The saved state to continue from when resuming (it must match `identity` and be
+        whole); None for a fresh start (`restart` drops the old checkpoint now, once the run's
+        own checks have passed)."""
+        if self.restart:
+            self.remove()
+        if not self.resume:
             return None
+        if not os.path.exists(self.path):
+            raise InputError(f"--resume: there is no checkpoint {self.path} to continue from")
         try:
             state = torch.load(self.path, map_location="cpu", weights_only=True)
         except Exception as e:
@@ -53,20 +75,53 @@ class Checkpoint:
         saved = state.get("identity", {})
         for key, theirs, mine in _differences(saved if isinstance(saved, dict) else {}, identity):
             raise InputError(f"{self.path} was made with {key}={theirs!r}, this run has {mine!r}; "
-                             "remove it or run with the same settings")
+                             "run with the same settings, or start afresh with --restart")
+        _check_state(state, identity, self.path)
         return state
 
     def remove(self) -> None:
-        """Drop the checkpoint once the finished result is safely written."""
+        """Drop the checkpoint (once the finished result is safely written, or on `restart`)."""
         if os.path.exists(self.path):
             os.remove(self.path)
+
+
+def _check_state(state: dict, identity: dict, path: str) -> None:
+    """Refuse a checkpoint whose fields could not have come from this run (`identity`): one that
+    would end a run early (iteration past the end), break it half-way (images of another shape, a
+    missing momentum) or continue it from other random numbers (a generator state that is not)."""
+    def damaged(what: str) -> InputError:
+        return InputError(f"{path}: {what}; the checkpoint is damaged: remove it, or start afresh "
+                          "with --restart")
+
+    config = identity.get("config", {})
+    total = config.get("iterations")
+    iteration = state.get("iteration")
+    if isinstance(iteration, bool) or not isinstance(iteration, int) or not 0 <= iteration <= total:
+        raise damaged(f"its iteration {iteration!r} is not between 0 and the run's {total}")
+    shape = (len(identity["labels"]), config.get("ipc"), *identity["shape"][1:])
+    for key in ("images", "momentum"):
+        t = state.get(key)
+        if not (torch.is_tensor(t) and t.dtype == torch.float32 and tuple(t.shape) == shape):
+            raise damaged(f"{key} must be a float32 tensor of shape {'x'.join(map(str, shape))}")
+    losses = state.get("losses")
+    if not (torch.is_tensor(losses) and losses.is_floating_point() and tuple(losses.shape) == (total,)):
+        raise damaged(f"losses must be a float vector of {total} values")
+    generator = state.get("generator")
+    if not (torch.is_tensor(generator) and generator.dtype == torch.uint8 and generator.dim() == 1):
+        raise damaged("its generator state must be a uint8 vector")
+    try:
+        torch.Generator(device=identity.get("device_type", "cpu")).set_state(generator)
+    except (RuntimeError, ValueError, TypeError):
+        raise damaged("its generator state is not one a generator accepts") from None
 
 
 def _differences(saved: dict, mine: dict, prefix: str = "") -> list[tuple[str, object, object]]:
     """(key, saved value, this run's value) of every entry that differs, nested keys flattened
     (`config` -> `lr_img`), so a refusal names the one setting that differs."""
     out = []
-    for key in sorted(set(saved) | set(mine), key=str):
+    first = ("method", "data", "shape", "labels", "device_type")  # what a run is, then how it is set
+    order = lambda k: (first.index(k) if k in first else len(first), str(k))  # noqa: E731
+    for key in sorted(set(saved) | set(mine), key=order):
         a, b = saved.get(key), mine.get(key)
         if isinstance(a, dict) and isinstance(b, dict) and key == "config":
             out += _differences(a, b)

@@ -63,6 +63,11 @@ class ImageData:
     def smallest_class(self) -> int:
         return min(len(v) for v in self.class_indices().values())
 
+    def check_test_split(self) -> None:
+        """Refuse, before any training, to evaluate on data without a test split."""
+        if len(self.y_test) == 0:
+            raise InputError(f"{self.spec} has no test images (an empty test split): nothing to evaluate on")
+
     def subset(self, labels: Sequence[int]) -> "ImageData":
         """The training images of the given labels only (test split kept whole)."""
         keep = torch.isin(self.y_train, torch.as_tensor(list(labels), dtype=self.y_train.dtype))
@@ -111,8 +116,8 @@ def load_data(spec: str, root: str | None = None, download: bool = False, stream
 
 def _assemble(spec, x_tr, y_tr, x_te, y_te, names: Sequence[str] | None = None) -> ImageData:
     """Check shapes, map labels to 0..K-1, scale to [0, 1], normalise with train statistics."""
-    x_tr, x_te = _to_nchw(x_tr, "x_train"), _to_nchw(x_te, "x_test")
-    y_tr, y_te = _labels(y_tr, "y_train"), _labels(y_te, "y_test")
+    x_tr, x_te = _to_nchw(x_tr, f"{spec}: x_train"), _to_nchw(x_te, f"{spec}: x_test")
+    y_tr, y_te = _labels(y_tr, f"{spec}: y_train"), _labels(y_te, f"{spec}: y_test")
     if len(x_tr) != len(y_tr):
         raise InputError(f"{spec}: x_train has {len(x_tr)} images but y_train has {len(y_tr)} labels")
     if len(x_te) != len(y_te):
@@ -126,6 +131,8 @@ def _assemble(spec, x_tr, y_tr, x_te, y_te, names: Sequence[str] | None = None) 
     unknown = np.setdiff1d(np.unique(y_te), classes)
     if len(unknown):
         raise InputError(f"{spec}: y_test has labels not in y_train: {unknown[:5].tolist()}")
+    if x_tr.max() == x_tr.min():
+        raise InputError(f"{spec}: every training pixel has the same value: there is nothing to learn")
     x_tr = torch.from_numpy(x_tr)
     x_te = torch.from_numpy(x_te)
     mean = x_tr.mean(dim=(0, 2, 3))
@@ -143,6 +150,8 @@ def _to_nchw(x: np.ndarray, name: str) -> np.ndarray:
         x = x[:, :, :, None]
     if x.ndim != 4:
         raise InputError(f"{name} must be N x H x W or N x H x W x C, got shape {x.shape}")
+    if 0 in x.shape[1:]:
+        raise InputError(f"{name}: images of shape {x.shape[1:]} are empty")
     if x.dtype == np.uint8:
         x = x.astype(np.float32) / 255.0
     elif np.issubdtype(x.dtype, np.floating):
@@ -187,6 +196,8 @@ def _split(x, y):
 def _npz(path: str):
     if not os.path.isfile(path):
         raise InputError(f"data file not found: {path}")
+    if not os.access(path, os.R_OK):
+        raise InputError(f"{path}: not readable (permission denied)")
     try:
         with np.load(path, allow_pickle=False) as f:
             missing = [k for k in ("x_train", "y_train", "x_test", "y_test") if k not in f.files]
@@ -250,19 +261,32 @@ def _image_files(root: str):
                 files += found
                 labels += [label] * len(found)
         lists += [files, np.asarray(labels, dtype=np.int64)]
+    if not lists[0]:
+        raise InputError(f"{root}/train: its class folders hold no images "
+                         f"(looked for {', '.join(IMAGE_SUFFIXES)})")
     return (*lists, names)
 
 
 def _read_images(files: Sequence[str], shape: tuple | None = None) -> np.ndarray:
-    """uint8 N x H x W (grey) or N x H x W x 3; every image must have `shape` (or the first's)."""
+    """uint8 N x H x W (grey) or N x H x W x 3; every image must have `shape` (or the first's).
+    A file that does not decode, or would decode to more pixels than PIL's decompression-bomb
+    limit, is an input error naming it."""
+    import warnings
+
     from PIL import Image
 
     xs = []
     for path in files:
         try:
-            with Image.open(path) as im:
-                xs.append(np.asarray(im.convert("L" if im.mode in ("1", "L", "I;16", "I") else "RGB"), dtype=np.uint8))
-        except OSError:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                with Image.open(path) as im:
+                    xs.append(np.asarray(im.convert("L" if im.mode in ("1", "L", "I;16", "I") else "RGB"),
+                                         dtype=np.uint8))
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+            raise InputError(f"{path}: image too large to decode (over PIL's decompression-bomb "
+                             "limit of pixels)") from None
+        except (OSError, SyntaxError, ValueError):
             raise InputError(f"unreadable image {path}") from None
         shape = shape or xs[0].shape
         if xs[-1].shape != shape:
@@ -273,7 +297,7 @@ def _read_images(files: Sequence[str], shape: tuple | None = None) -> np.ndarray
 def _image_folder(listing: tuple):
     """The images of an ImageFolder `listing` (from `_image_files`), all of one size."""
     files_tr, y_tr, files_te, y_te, names = listing
-    x_tr = _read_images(files_tr)
+    x_tr = _read_images(files_tr)  # not empty: `_image_files` refuses a training split without images
     return x_tr, y_tr, _read_images(files_te, x_tr.shape[1:]), y_te, names
 
 

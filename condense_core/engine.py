@@ -1,9 +1,13 @@
 """The engine that runs distribution-matching methods (DM, LCMat-C, ...): their iterations, fast.
 
-A method of the DM family (`methods.dm.DM` and its subclasses) supplies the settings and three
-hooks: which network an iteration uses (`sample_network`, with what `start` built for the run),
-which per-sample statistics are matched (`moments`) and the loss between their means
-(`match_loss`). The engine does the rest the same way for all of them.
+A method of the DM family (`methods.dm.DM` and its subclasses) supplies the settings and its
+hooks: what the run needs besides the images (`start`, e.g. trained networks, saved in
+checkpoints through `resources_state`/`load_resources`), which network an iteration uses
+(`sample_network`), which per-sample statistics are matched (`moments`: summed over the batch,
+or kept per sample when `pooled` is false) and the loss between them (`match_loss`), and what
+happens after the image update (`end_iteration`). The engine does the rest the same way for all
+of them, multi-formation included (`factor`: the stored images are decoded by
+`formation.decode` before every synthetic forward, so the gradient flows through it).
 
 How the engine computes it, and why:
 - A synthetic image only gets gradient from its own class's term, so classes are independent once
@@ -36,6 +40,8 @@ How the engine computes it, and why:
 """
 from __future__ import annotations
 
+import functools
+import operator
 from typing import NamedTuple
 
 import torch
@@ -44,6 +50,7 @@ from .augment import DSA
 from .checkpoint import Checkpoint
 from .data import ImageData
 from .distributed import Shard
+from .formation import decode, encode
 from .method import pick_per_class
 from .networks import has_batch_stats
 from .settings import settings_of
@@ -93,12 +100,12 @@ def forwards_of(spans: list[Span], limit: int) -> list[list[Span]]:
     return out
 
 
-def herding_indices(dm, data: ImageData, device: torch.device) -> torch.Tensor:
-    """Herding's `ipc` picks per class (seeded like `dm`, same network architecture): a start that
-    already matches each class mean, which the iterations then refine."""
+def herding_indices(dm, data: ImageData, device: torch.device, count: int) -> torch.Tensor:
+    """Herding's `count` picks per class (seeded like `dm`, same network architecture): a start
+    that already matches each class mean, which the iterations then refine."""
     from .methods.selectors import Herding
 
-    herding = Herding(ipc=dm.ipc, seed=dm.seed, model=dm.model, model_options=dm.model_options,
+    herding = Herding(ipc=count, seed=dm.seed, model=dm.model, model_options=dm.model_options,
                       device=str(device))
     return herding.select(data, device)
 
@@ -124,12 +131,14 @@ class DMLoop:
         return torch.as_tensor(self.x[idx.to(self.class_idx[0].device)]).to(self.device)
 
     def initial_images(self) -> torch.Tensor:
-        """k x ipc x C x H x W: random real images of each class, herding's picks, or noise."""
+        """k x ipc x C x H x W stored images: random real images of each class, herding's picks
+        (factor^2 of them shrunk into each stored image under multi-formation), or noise."""
         dm, data, k = self.dm, self.data, len(self.labels)
+        count = dm.ipc * dm.factor ** 2  # real images per class behind the stored ones
         if dm.init == "real":
-            full = self.real(pick_per_class(data, dm.ipc, self.g))
+            full = encode(self.real(pick_per_class(data, count, self.g)), dm.factor)
         elif dm.init == "herding":
-            full = self.real(herding_indices(dm, data, self.device))
+            full = encode(self.real(herding_indices(dm, data, self.device, count)), dm.factor)
         else:
             full = torch.randn((k * dm.ipc, data.channels, *data.image_size), generator=self.g, device=self.device)
         return full.view(k, dm.ipc, *full.shape[1:])
@@ -185,6 +194,8 @@ class Engine(DMLoop):
         self.syn = {j: full[j].clone().requires_grad_(True) for j in self.own}
         self.buf = {j: momentum[j].clone() for j in self.own}
         self.resources = dm.start(data, device)  # after the checkpoint check: a refusal comes first
+        if state is not None and state.get("resources") is not None:
+            dm.load_resources(self.resources, state["resources"])
 
     def identity(self) -> dict:
         """What a checkpoint must match to be resumed by this run."""
@@ -216,7 +227,8 @@ class Engine(DMLoop):
         else:
             self.span_rows = dm.real_chunk or (min(dm.batch_real, rows) if rows else
                                                max(1, CPU_CHUNK_PIXELS[dm.precision] // pixels))
-        per_block = max(1, rows // max(dm.batch_real, dm.ipc)) if rows else 1  # real and synthetic fit
+        self.syn_rows = dm.ipc * dm.factor ** 2  # training images a class's stored images decode to
+        per_block = max(1, rows // max(dm.batch_real, self.syn_rows)) if rows else 1  # real and synthetic fit
         k = len(self.labels)
         blocks = [range(b, min(b + per_block, k)) for b in range(0, k, per_block)]
         mine = [block for i, block in enumerate(blocks) if self.shard.owns(i)]
@@ -228,7 +240,7 @@ class Engine(DMLoop):
             spans = [Span(j, a, min(a + self.span_rows, n)) for j, n in sizes.items()
                      for a in range(0, n, self.span_rows)]
             self.real_forwards += [self._forward(f) for f in forwards_of(spans, rows)]
-            self.syn_forwards.append(self._forward([Span(j, 0, dm.ipc) for j in block]))
+            self.syn_forwards.append(self._forward([Span(j, 0, self.syn_rows) for j in block]))
 
     def _forward(self, spans: list[Span]) -> Forward:
         rows = torch.cat([torch.full((s.end - s.start,), s.cls, dtype=torch.long) for s in spans])
@@ -236,9 +248,10 @@ class Engine(DMLoop):
 
     @torch.no_grad()
     def real_moments(self, positions: list[torch.Tensor], op, u) -> dict[int, list[torch.Tensor]]:
-        """Mean statistics of each owned class's real batch, span by span (a class's sum does not
-        depend on which other spans share its forward)."""
-        sums: dict[int, list[torch.Tensor]] = {}
+        """Statistics of each owned class's real batch, span by span: means of the summed
+        `moments` (a class's sum does not depend on which other spans share its forward), or the
+        per-sample rows in batch order when the method is not `pooled`."""
+        parts: dict[int, list[list[torch.Tensor]]] = {}
         for spans, row_classes in self.real_forwards:
             idx = torch.cat([self.class_idx[s.cls][positions[s.cls][s.start:s.end].to(self.class_idx[s.cls].device)]
                              for s in spans])
@@ -246,9 +259,11 @@ class Engine(DMLoop):
             row = 0
             for s in spans:
                 n = s.end - s.start
-                m = self.dm.moments(self.net, emb[row:row + n], self.labels[s.cls])
-                sums[s.cls] = m if s.cls not in sums else [a + b for a, b in zip(sums[s.cls], m)]
+                parts.setdefault(s.cls, []).append(self.dm.moments(self.net, emb[row:row + n], self.labels[s.cls]))
                 row += n
+        if not self.dm.pooled:
+            return {j: [torch.cat(rows) for rows in zip(*p)] for j, p in parts.items()}
+        sums = {j: [functools.reduce(operator.add, stat) for stat in zip(*p)] for j, p in parts.items()}
         return {j: [s / len(positions[j]) for s in m] for j, m in sums.items()}
 
     def step(self) -> None:
@@ -278,19 +293,22 @@ class Engine(DMLoop):
         """The work of one iteration: the same random draws on every rank, then this rank's
         classes. Nothing in it reads the device or depends on the host's iteration count (the
         loss goes to the device-side `slot`), so it can be captured once and replayed."""
-        dm, g, ipc = self.dm, self.g, self.dm.ipc
+        dm, g = self.dm, self.g
         dm.sample_network(self.net, self.resources, g)
         positions = self.draw_positions()
         op, u = self.draw_augmentation()
         real = self.real_moments(positions, op, u)
         total = torch.zeros((), device=self.device)
+        rows = self.syn_rows
         for spans, row_classes in self.syn_forwards:
             leaves = [self.syn[s.cls] for s in spans]
-            emb = self._embed(self.augment(torch.cat(leaves), row_classes, op, u))
+            emb = self._embed(self.augment(decode(torch.cat(leaves), dm.factor), row_classes, op, u))
             loss = torch.zeros((), device=self.device)
             for i, s in enumerate(spans):
-                syn_moments = dm.moments(self.net, emb[i * ipc:(i + 1) * ipc], self.labels[s.cls])
-                loss = loss + dm.match_loss(real[s.cls], [m / ipc for m in syn_moments])
+                syn_moments = dm.moments(self.net, emb[i * rows:(i + 1) * rows], self.labels[s.cls])
+                if dm.pooled:
+                    syn_moments = [m / rows for m in syn_moments]
+                loss = loss + dm.match_loss(real[s.cls], syn_moments, self.resources)
             grads = torch.autograd.grad(loss, leaves)
             with torch.no_grad():
                 for s, grad in zip(spans, grads):
@@ -299,6 +317,7 @@ class Engine(DMLoop):
             total += loss.detach()
         self.losses.index_put_((self.slot,), total)
         self.slot += 1
+        dm.end_iteration(self.resources, g)
 
     def _gathered(self, parts: dict[int, torch.Tensor]) -> torch.Tensor:
         """k x ipc x C x H x W, every class filled in (a collective under torch.distributed)."""
@@ -312,6 +331,7 @@ class Engine(DMLoop):
     def state(self) -> dict:
         """Everything the rest of the run depends on (a collective: every rank calls it)."""
         return {"identity": self.identity(), "iteration": self.done,
+                "resources": self.dm.resources_state(self.resources),
                 "images": self._gathered(self.syn).cpu(), "momentum": self._gathered(self.buf).cpu(),
                 "generator": self.g.get_state(), "losses": self.shard.sum(self.losses.clone()).cpu()}
 

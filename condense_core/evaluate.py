@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from .augment import DSA
 from .data import ImageData
 from .errors import InputError
-from .networks import build_model, reinitialize
+from .networks import build_model, check_fits, reinitialize
 from .runtime import make_generator, progress, resolve_device
 from .settings import check_object, setting
 
@@ -92,9 +92,15 @@ def test_accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batc
 def evaluate(x: torch.Tensor, y: torch.Tensor, data: ImageData, runs: int = 5, seed: int = 0,
              model: str = "ConvNet", model_options: dict | None = None, cfg: TrainConfig | None = None,
              device: str = "auto", show_progress: bool = False) -> dict:
-    """Train `runs` fresh networks on (x, y), test each on `data`'s test split: mean, std, all."""
+    """Train `runs` fresh networks on (x, y), test each on `data`'s test split: mean, std, all.
+    Everything that would stop it is checked before the first network trains: something to
+    train on, a test split to test on, images the network fits, the device."""
     if runs < 1:
         raise InputError(f"--runs must be >= 1, got {runs}")
+    if len(x) == 0:
+        raise InputError("nothing to train on: the set holds no images")
+    data.check_test_split()
+    check_fits(model, data.channels, data.image_size, data.spec, **(model_options or {}))
     cfg = cfg or TrainConfig()
     dev = resolve_device(device)
     accs, t0 = [], time.time()

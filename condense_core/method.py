@@ -20,19 +20,20 @@ import torch
 from .checkpoint import Checkpoint
 from .data import ImageData
 from .errors import InputError
-from .networks import build_model, reinitialize
+from .networks import build_model, check_fits, reinitialize
 from .runtime import make_generator, reproducible, resolve_device, versions
-from .settings import check_object, setting
+from .settings import DEVICE, SEED_MAX, check_object, setting
 from .synthetic import SyntheticSet
 
 
 @dataclass
 class Method:
     ipc: int = setting(10, "images per class", low=1, common=True)
-    seed: int = setting(0, "seed of every random choice of the run", low=0, common=True)
+    seed: int = setting(0, "seed of every random choice of the run", low=0, high=SEED_MAX, common=True)
     model: str = setting("ConvNet", "network the method looks through (ConvNet, MLP, ResNet)", common=True)
     model_options: dict = setting(help='options of the network, e.g. {"width": 64}', factory=dict, common=True)
-    device: str = setting("auto", "where the method runs: auto, cpu, cuda or cuda:N", common=True)
+    device: str = setting("auto", "where the method runs: auto, cpu, cuda or cuda:N", pattern=DEVICE,
+                          common=True)
     deterministic: bool = setting(True, "on CUDA: deterministic kernels, so one seed gives the same bits "
                                         "(slower; off: cuDNN picks the fastest kernels)",
                                   speed_only=True, common=True)
@@ -41,6 +42,7 @@ class Method:
     kind: ClassVar[str] = ""  # set by registry.register
     name: ClassVar[str] = ""
     needs_real_per_class: ClassVar[bool] = True  # ipc real images per class are picked or used as init
+    uses_network: ClassVar[bool] = True  # looks at the data through `model` (random selection does not)
     presets: ClassVar[dict[str, dict]] = {}  # named groups of settings (see `preset`)
 
     def __post_init__(self):
@@ -59,6 +61,9 @@ class Method:
         t0 = time.time()
         with reproducible(dev, self.deterministic):
             images, labels, extra = self._run(data, dev, checkpoint)
+        if not torch.isfinite(images).all():  # never write a set that would be reported on as a result
+            raise InputError(f"{self.name} diverged: its images hold NaN or infinite values "
+                             "(a smaller step, e.g. lr_img, keeps them finite)")
         meta = {"method": self.name, "kind": self.kind, **self.config(), "data": data.spec,
                 "data_shape": [data.channels, *data.image_size], "labels": data.present_labels(),
                 "wall_time_s": round(time.time() - t0, 3), "device": str(dev),
@@ -80,6 +85,8 @@ class Method:
         if self.needs_real_per_class and self.ipc > data.smallest_class():
             raise InputError(f"ipc {self.ipc} is larger than the smallest class "
                              f"({data.smallest_class()} images)")
+        if self.uses_network:  # images too small for the network fail here, not in its first forward
+            check_fits(self.model, data.channels, data.image_size, data.spec, **self.model_options)
 
     def _run(self, data: ImageData, device: torch.device, checkpoint: Checkpoint | None
              ) -> tuple[torch.Tensor, torch.Tensor, dict]:

@@ -145,10 +145,60 @@ def build_model(name: str, channels: int, num_classes: int, image_size: tuple[in
     if key is None:
         raise InputError(f"unknown model {name!r}: choose from {', '.join(MODELS)}")
     cls = {"ConvNet": ConvNet, "MLP": MLP, "ResNet": ResNet}[key]
+    for option in ("width", "depth"):
+        value = options.get(option, 1)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise InputError(f"bad option for {key}: {option} must be an integer, got {value!r}")
     try:
         return cls(channels, num_classes, tuple(image_size), **options)
     except TypeError as e:
         raise InputError(f"bad option for {key}: {e}") from None
+
+
+LARGEST_SIDE_TRIED = 256  # the smallest fitting size named in a refusal is searched up to this
+PROBE_WIDTH = 8
+
+
+def check_fits(name: str, channels: int, image_size: tuple[int, int], source: str = "the data",
+               **options) -> None:
+    """Refuse, before any work, images the network cannot look at: a ConvNet pools its maps down
+    to 1x1 on small images, and an instance norm over a 1x1 map has one value per channel
+    (undefined while training on one image, a constant output otherwise). The refusal names the
+    smallest square image size that fits."""
+    problem = _misfit(name, channels, tuple(image_size), options)
+    if problem is None:
+        return
+    fits = next((s for s in range(1, LARGEST_SIDE_TRIED + 1)
+                 if _misfit(name, channels, (s, s), options) is None), None)
+    size = "x".join(map(str, image_size))
+    hint = (f"; it needs images of at least {fits}x{fits} (or a smaller depth, another norm or pool)"
+            if fits else "")
+    raise InputError(f"{source}: {size} images are too small for {name}: {problem}{hint}")
+
+
+def _misfit(name: str, channels: int, image_size: tuple[int, int], options: dict) -> str | None:
+    """Why `name` cannot process `image_size` images, or None when it can: two images through the
+    network, narrowed to width 8 (the sizes of its maps do not depend on the width, and at 8 an
+    instance norm is still the only norm with a group per channel)."""
+    if min(image_size) < 1:
+        return "the images are empty"
+    with torch.random.fork_rng(devices=[]):  # the probe's initial weights leave the global RNG as it was
+        net = build_model(name, channels, 2, image_size, **{**options, "width": PROBE_WIDTH}).eval()
+    flat: list[tuple] = []
+
+    def watch(module, inputs):
+        if module.num_groups == module.num_channels and inputs[0].shape[2:].numel() == 1:
+            flat.append(tuple(inputs[0].shape[2:]))
+
+    for m in net.modules():
+        if isinstance(m, nn.GroupNorm):
+            m.register_forward_pre_hook(watch)
+    try:
+        with torch.no_grad():
+            net(torch.zeros(2, channels, *image_size))
+    except (RuntimeError, ValueError) as e:
+        return str(e).splitlines()[0]
+    return "its instance norm would normalise 1x1 maps" if flat else None
 
 
 def has_batch_stats(model: nn.Module) -> bool:

@@ -13,6 +13,7 @@ import torch
 
 from .data import ImageData
 from .engine import DMLoop
+from .formation import decode
 from .methods.dm import DM
 
 
@@ -32,7 +33,7 @@ class ReferenceLoop(DMLoop):
         loss = torch.zeros((), device=self.device)
         for j, idx in enumerate(self.class_idx):
             real = self.augment(self.real(idx[positions[j].to(idx.device)]), j, op, u)
-            syn = self.augment(self.syn[j * ipc:(j + 1) * ipc], j, op, u)
+            syn = self.augment(decode(self.syn[j * ipc:(j + 1) * ipc], dm.factor), j, op, u)
             e_real = net.embed(real).detach()
             loss = loss + ((e_real.mean(0) - net.embed(syn).mean(0)) ** 2).sum()
         self.opt.zero_grad(set_to_none=True)

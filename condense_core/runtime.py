@@ -8,20 +8,26 @@ from contextlib import contextmanager
 import torch
 
 from .errors import InputError
+from .settings import DEVICE, check_form
 
 
 def resolve_device(name: str | torch.device = "auto") -> torch.device:
-    """`auto` -> cuda when available, else cpu; `cuda` without a GPU is an input error."""
+    """`auto` -> cuda when available, else cpu. Only the devices the project runs on are accepted
+    (`settings.DEVICE`: auto, cpu, cuda, cuda:N); `cuda` without a GPU, a `cuda:N` past the last
+    GPU, and any other name (meta, mps, ...) are input errors."""
     if isinstance(name, torch.device):
         return name
+    check_form(name, DEVICE, "device")
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise InputError("--device cuda asked for, but no CUDA device is available")
-    try:
-        return torch.device(name)
-    except RuntimeError:
-        raise InputError(f"unknown device {name!r}: use auto, cpu or cuda") from None
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise InputError(f"--device {name} asked for, but no CUDA device is available")
+        count = torch.cuda.device_count()
+        if ":" in name and int(name.split(":")[1]) >= count:
+            raise InputError(f"--device {name} asked for, but this machine has {count} CUDA device(s) "
+                             f"(cuda:0 to cuda:{count - 1})")
+    return torch.device(name)
 
 
 @contextmanager

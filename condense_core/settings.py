@@ -11,12 +11,27 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import typing
 from typing import Any, Callable, NamedTuple
 
 from .errors import InputError
 
 KEY = "dcapps.setting"
+
+
+class Pattern(NamedTuple):
+    """The form a text setting must have: a regular expression matched in full, and its words."""
+
+    regex: str
+    words: str
+
+
+# Where a run computes: `auto`, `cpu`, `cuda` or `cuda:N` (a device name is checked by this one
+# definition wherever it is typed: a flag, a YAML key, a method's or a function's argument).
+DEVICE = Pattern(r"auto|cpu|cuda(:[0-9]+)?", "auto, cpu, cuda or cuda:N")
+# The largest seed: what numpy's seeding takes (Avalanche and NNI's tuners seed numpy with it).
+SEED_MAX = 2 ** 32 - 1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -26,16 +41,19 @@ class Rule:
     help: str
     low: float | None = None  # value >= low
     above: float | None = None  # value > above
+    high: float | None = None  # value <= high
     choices: tuple | None = None
+    pattern: Pattern | None = None  # a text setting's form
     speed_only: bool = False  # changes how fast a result comes, never the result
     common: bool = False  # every method has it (the CLI and the YAML give it a place of its own)
 
 
 def setting(default: Any = dataclasses.MISSING, help: str = "", *, factory: Callable | None = None,
-            low: float | None = None, above: float | None = None, choices: tuple | None = None,
-            speed_only: bool = False, common: bool = False) -> Any:
+            low: float | None = None, above: float | None = None, high: float | None = None,
+            choices: tuple | None = None, pattern: Pattern | None = None, speed_only: bool = False,
+            common: bool = False) -> Any:
     """A dataclass field declared as a user-facing setting (see the module docstring)."""
-    rule = Rule(help, low, above, tuple(choices) if choices else None, speed_only, common)
+    rule = Rule(help, low, above, high, tuple(choices) if choices else None, pattern, speed_only, common)
     if factory is not None:
         return dataclasses.field(default_factory=factory, metadata={KEY: rule})
     return dataclasses.field(default=default, metadata={KEY: rule})
@@ -55,6 +73,8 @@ class Setting(NamedTuple):
         r = self.rule
         if r.choices:
             text = "one of " + ", ".join(map(str, r.choices))
+        elif r.pattern:
+            text = r.pattern.words
         else:
             text = {bool: "true or false", int: "an integer", float: "a finite number",
                     str: "a text", dict: "a mapping"}[self.type]
@@ -62,6 +82,8 @@ class Setting(NamedTuple):
                 text += f" >= {_num(r.low)}"
             if r.above is not None:
                 text += f" > {_num(r.above)}"
+            if r.high is not None:
+                text += f" and <= {_num(r.high)}"
         return text + (" (or none)" if self.optional else "")
 
     def check(self, value: Any, where: str) -> Any:
@@ -82,12 +104,22 @@ class Setting(NamedTuple):
                 if not math.isfinite(value):
                     raise bad
             if (self.rule.low is not None and value < self.rule.low) or (
-                    self.rule.above is not None and value <= self.rule.above):
+                    self.rule.above is not None and value <= self.rule.above) or (
+                    self.rule.high is not None and value > self.rule.high):
                 raise bad
             return value
         if not isinstance(value, self.type) or (self.rule.choices and value not in self.rule.choices):
             raise bad
+        if self.rule.pattern:
+            check_form(value, self.rule.pattern, where)
         return value
+
+
+def check_form(value: Any, pattern: Pattern, where: str) -> str:
+    """`value` if it is a text of `pattern`'s form; otherwise an `InputError` naming it `where`."""
+    if not isinstance(value, str) or not re.fullmatch(pattern.regex, value):
+        raise InputError(f"{where} must be {pattern.words}, got {value!r}")
+    return value
 
 
 def _num(x: float) -> str:

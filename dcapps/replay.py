@@ -36,6 +36,7 @@ from torch.optim import Optimizer
 
 from condense_core import ImageData, InputError, SyntheticSet, make_method
 from condense_core.runtime import derive_seed
+from condense_core.outputs import check_output_folder
 from condense_core.settings import check, setting
 from condense_core.synthetic import atomic_write_text
 
@@ -68,6 +69,12 @@ class SyntheticBuffer(ExemplarsBuffer):
                  method: str = "dm", kind: str = "condense", options: Optional[dict] = None,
                  seed: int = 0, device: Union[str, torch.device, None] = None):
         check(MemorySettings, {"ipc": ipc if mem_size is None else None, "mem_size": mem_size})
+        if ipc is None and mem_size is None:
+            raise InputError("give ipc (images per class) or mem_size (images in all)")
+        given = sorted({"ipc", "seed"} & set(options or {}))
+        if given:
+            raise InputError(f"options may not set {', '.join(given)}: the memory sets them (use the "
+                             "ipc/mem_size and seed arguments)")
         super().__init__(max_size=mem_size if mem_size is not None else 0)
         self.ipc, self.mem_size, self.kind, self.method_name = ipc, mem_size, kind, method
         self.options = dict(options or {})
@@ -121,8 +128,9 @@ class SyntheticBuffer(ExemplarsBuffer):
         for i, s in enumerate(self.sets):
             mine = torch.isin(s.labels, torch.tensor(list(labels)))
             if mine.any():
-                xs.append(s.images[mine])
-                ys.append(s.labels[mine])
+                stored_x, stored_y = _keep(s, mine).training_images()  # decoded, like real images
+                xs.append(stored_x)
+                ys.append(stored_y)
                 self.sets[i] = _keep(s, ~mine)
         return torch.cat(xs), torch.cat(ys)
 
@@ -132,8 +140,8 @@ class SyntheticBuffer(ExemplarsBuffer):
             counts = torch.bincount(s.labels)
             if len(counts) and int(counts.max()) > per_class:
                 reduced = self.method(per_class, device, "shrink", index, i).condense(
-                    _image_data(s.images, s.labels))
-                meta = {**s.meta, "reduced_to_ipc": per_class, "reduced_by": reduced.meta}
+                    _image_data(*s.training_images()))
+                meta = {**s.meta, "factor": reduced.factor, "reduced_to_ipc": per_class, "reduced_by": reduced.meta}
                 self.sets[i] = SyntheticSet(reduced.images, reduced.labels, s.classes, s.mean, s.std, meta)
 
     def _refresh(self) -> None:
@@ -155,8 +163,10 @@ class SyntheticBuffer(ExemplarsBuffer):
         """Write one `SyntheticSet` file per experience (atomically) and an index of them.
 
         Set files of an earlier, longer memory in the same folder are not read back: the index
-        names the files that belong to this memory.
+        names the files that belong to this memory. A `folder` that cannot be a folder (a file is
+        there) or cannot be written is refused before anything is written.
         """
+        check_output_folder(folder, "save_memory folder")
         os.makedirs(folder, exist_ok=True)
         names = [SET_PATTERN.format(i) for i in range(len(self.sets))]
         for name, s in zip(names, self.sets):
@@ -165,22 +175,56 @@ class SyntheticBuffer(ExemplarsBuffer):
         return folder
 
     def load(self, folder: str) -> "SyntheticBuffer":
-        """Replace the memory by the sets saved in `folder` by `save`."""
-        index = os.path.join(folder, "index.txt")
-        if not os.path.isfile(index):
-            raise InputError(f"{folder}: not a saved replay memory (no index.txt)")
-        with open(index) as f:
-            names = [line.strip() for line in f if line.strip()]
-        sets = [SyntheticSet.load(os.path.join(folder, n)) for n in names]
-        for n, s in zip(names, sets):
-            if "item_arity" not in s.meta or "task_labels" not in s.meta:
-                raise InputError(f"{folder}/{n}: not a replay memory set (no item_arity/task_labels)")
+        """Replace the memory by the sets saved in `folder` by `save`: all of them or, if any is
+        missing, damaged or does not fit with the others or with the memory held now (image
+        shape, item tuple, budget), none; a refused folder leaves the memory as it was."""
+        sets = read_memory(folder)
         held = sum(len(s) for s in sets)
         if self.mem_size is not None and held > self.mem_size:
             raise InputError(f"{folder}: memory holds {held} images, more than mem_size {self.mem_size}")
-        self.sets = sets  # only now: a refused folder leaves the current memory as it was
-        self._refresh()
+        if self.sets and sets and _shape(self.sets[-1]) != _shape(sets[0]):
+            raise InputError(f"{folder}: its images are {_shape(sets[0])} (C x H x W), the memory "
+                             f"held now has {_shape(self.sets[-1])}")
+        try:
+            buffer = memory_dataset(sets)
+        except (ValueError, TypeError, RuntimeError) as e:
+            raise InputError(f"{folder}: its sets do not form one memory ({type(e).__name__}: "
+                             f"{str(e).splitlines()[0] if str(e) else ''})") from None
+        self.sets, self.buffer = sets, buffer  # only now, together: nothing half replaced
+        if self.mem_size is None:
+            self.max_size = self.ipc * len(self.classes())
         return self
+
+
+def read_memory(folder: str) -> List[SyntheticSet]:
+    """The sets of a memory saved by `SyntheticBuffer.save`, checked to form one memory: every
+    file the index names is a plain name in `folder`, a whole replay memory set, and all share
+    one image shape and one item tuple."""
+    index = os.path.join(folder, "index.txt")
+    if not os.path.isfile(index):
+        raise InputError(f"{folder}: not a saved replay memory (no index.txt)")
+    try:
+        with open(index, encoding="utf-8") as f:
+            names = [line.strip() for line in f if line.strip()]
+    except (OSError, UnicodeDecodeError) as e:
+        raise InputError(f"{index}: not a readable index ({type(e).__name__})") from None
+    for n in names:
+        if os.path.basename(n) != n or n.startswith(".") or names.count(n) > 1:
+            raise InputError(f"{index}: {n!r} is not the name of one set file in the folder")
+    sets = [SyntheticSet.load(os.path.join(folder, n)) for n in names]
+    for n, s in zip(names, sets):
+        arity, tasks = s.meta.get("item_arity"), s.meta.get("task_labels")
+        if arity not in (2, 3) or not isinstance(tasks, dict):
+            raise InputError(f"{folder}/{n}: not a replay memory set (no item_arity/task_labels)")
+        if _shape(s) != _shape(sets[0]) or arity != sets[0].meta["item_arity"]:
+            raise InputError(f"{folder}/{n}: its images are {_shape(s)} with {arity}-item tuples, "
+                             f"{names[0]}'s are {_shape(sets[0])} with {sets[0].meta['item_arity']}: "
+                             "not one memory")
+    return sets
+
+
+def _shape(s: SyntheticSet) -> str:
+    return "x".join(map(str, s.images.shape[1:]))
 
 
 def experience_tensors(dataset) -> tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor], int]:
@@ -212,10 +256,12 @@ def memory_dataset(sets: Sequence[SyntheticSet]):
     sets = [s for s in sets if len(s)]
     if not sets:
         return concat_datasets([])
-    x = torch.cat([s.images for s in sets])
-    y = torch.cat([s.labels for s in sets])
+    decoded = [s.training_images() for s in sets]  # multi-formation sets train on their decoded images
+    x = torch.cat([images for images, _ in decoded])
+    y = torch.cat([labels for _, labels in decoded])
     if sets[-1].meta["item_arity"] > 2:
-        t = torch.tensor([int(s.meta["task_labels"].get(str(int(c)), 0)) for s in sets for c in s.labels])
+        t = torch.tensor([int(s.meta["task_labels"].get(str(int(c)), 0)) for s, (_, labels) in zip(sets, decoded)
+                          for c in labels])
         return _make_taskaware_tensor_classification_dataset(x, y, task_labels=t.tolist(), targets=y.tolist())
     from torch.utils.data import TensorDataset
 

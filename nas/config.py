@@ -62,21 +62,31 @@ def init_experiment(out: str, data: str, proxy: str, train: TrainConfig = TrainC
                     root: str | None = None, download: bool = False, space: str = "small",
                     tuner: str = "tpe", max_trials: int = 20, concurrency: int = 1, seed: int = 0,
                     device: str = "auto") -> dict:
-    """Check everything (proxy, data, space, numbers), then write the experiment folder `out`.
+    """Check everything (proxy, data, space, numbers, device, the folder), then write the
+    experiment folder `out`.
 
-    Nothing is written until every check has passed. Returns a summary of what was written.
+    Nothing is written until every check has passed: what every trial would refuse is refused
+    here. Returns a summary of what was written.
     """
     from condense_core import SyntheticSet, load_data
+    from condense_core.outputs import check_output_file, check_output_folder
+    from condense_core.settings import DEVICE, SEED_MAX, check_form
 
-    for key, value in (("--max-trials", max_trials), ("--concurrency", concurrency)):
-        if value < 1:
-            raise InputError(f"{key} must be >= 1, got {value}")
-    if os.path.exists(out) and not os.path.isdir(out):
-        raise InputError(f"--out {out} is a file; give a folder")
+    for key, value, low, high in (("--max-trials", max_trials, 1, float("inf")),
+                                  ("--concurrency", concurrency, 1, float("inf")), ("--seed", seed, 0, SEED_MAX)):
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise InputError(f"{key} must be an integer from {low} to {high}, got {value!r}")
+    check_form(device, DEVICE, "--device")  # trials run elsewhere: its form only, not this machine's GPUs
+    written = [os.path.join(out, name) for name in (PROXY_FILE, SETUP_FILE, "search_space.json", "config.yml")]
+    check_output_folder(out, "--out", [("--data", data), ("--space", space)])
+    for path in written:  # the folder's own files must not be what the run reads (--proxy, --space)
+        check_output_file(path, "--out", [("--proxy", proxy), ("--space", space)])
     choices = load_space(space)
     tuner_section = tuner_config(tuner, seed, max_trials)
     syn = SyntheticSet.load(proxy)
-    syn.for_data(load_data(data, root, download))  # classes and image shape must match the data
+    real = load_data(data, root, download)
+    syn.for_data(real)  # classes and image shape must match the data
+    real.check_test_split()  # every trial tests on it
     setup = {"data": data_spec(data), "root": os.path.abspath(root) if root else None,
              "proxy": PROXY_FILE, "seed": seed, "device": device,
              "train": asdict(train),

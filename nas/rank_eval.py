@@ -60,13 +60,18 @@ def file_proxies(sets: list[tuple[str, SyntheticSet]], data: ImageData, cfg: Tra
     return out
 
 
+def check_baselines(baselines: list[str]) -> None:
+    """Refuse names that are not baselines (before any data is loaded)."""
+    unknown = sorted(set(baselines) - set(BASELINES))
+    if unknown:
+        raise InputError(f"--baselines: unknown {', '.join(unknown)} (choose from {', '.join(BASELINES)} or none)")
+
+
 def baseline_proxies(data: ImageData, baselines: list[str], ipc: int, cfg: TrainConfig, seed: int,
                      device: str = "auto") -> list[Proxy]:
     """Random and herding subsets with `ipc` images per class, and early stopping on the whole
     data with as many training images seen as `cfg.epochs` over the subset."""
-    unknown = sorted(set(baselines) - set(BASELINES))
-    if unknown:
-        raise InputError(f"unknown baselines {unknown}: choose from {', '.join(BASELINES)}")
+    check_baselines(baselines)
     out = []
     for name in ("random", "herding"):
         if name in baselines:

@@ -10,6 +10,7 @@ import csv
 import glob
 import io
 import json
+import math
 import os
 import sqlite3
 
@@ -36,7 +37,9 @@ def find_database(experiment: str | None = None, directory: str | None = None) -
         return max(found, key=os.path.getmtime)
     if not experiment:
         raise InputError("give --experiment ID or --dir DIR")
-    log_dir = _manifest().get(experiment, {}).get("logDir") or nni_home()
+    entry = _manifest().get(experiment)
+    log_dir = entry.get("logDir") if isinstance(entry, dict) else None
+    log_dir = log_dir if isinstance(log_dir, str) and log_dir else nni_home()
     path = os.path.join(os.path.expanduser(log_dir), experiment, "db", "nni.sqlite")
     if not os.path.isfile(path):
         raise InputError(f"experiment {experiment!r} not found (no {path})")
@@ -52,17 +55,34 @@ def _manifest() -> dict:
     """NNI's list of experiments (id -> port, status, logDir, ...); empty when absent."""
     try:
         with open(os.path.join(nni_home(), ".experiment")) as f:
-            return json.load(f)
+            found = json.load(f)
     except (OSError, ValueError):
         return {}
+    return found if isinstance(found, dict) else {}
 
 
-def _decode(text: str):
-    """NNI stores metrics as JSON strings of JSON: decode until it is no longer a string."""
-    value = json.loads(text)
-    while isinstance(value, str):
-        value = json.loads(value)
+def _decode(text):
+    """NNI stores metrics as JSON strings of JSON: decode until it is no longer a string. None
+    for anything that is not JSON (a trial that reported garbage is skipped, not fatal)."""
+    try:
+        value = json.loads(text)
+        while isinstance(value, str):
+            value = json.loads(value)
+    except (TypeError, ValueError, RecursionError):
+        return None
     return value
+
+
+def _finite(value) -> float | None:
+    """`value` as a float if it is a finite number, else None."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+def _accuracy(final) -> float | None:
+    """The accuracy of a final result (`{"default": acc, ...}`), if it is a finite number."""
+    return _finite(final.get("default")) if isinstance(final, dict) else None
 
 
 def _trial(tid: str) -> dict:
@@ -82,13 +102,17 @@ def read_trials(db: str) -> list[dict]:
         raise InputError(f"{db}: not a readable NNI database ({e})") from None
     trials: dict[str, dict] = {}
     for tid, event, data in events:
-        t = trials.setdefault(tid, _trial(tid))
-        t["status"] = event
-        if data and t["params"] is None:
-            t["params"] = json.loads(data).get("parameters")
+        t = trials.setdefault(str(tid), _trial(str(tid)))
+        t["status"] = str(event)
+        job = _decode(data) if data else None
+        if isinstance(job, dict) and t["params"] is None:
+            params = job.get("parameters")
+            t["params"] = params if isinstance(params, dict) else None
     for tid, kind, data in metrics:
-        t = trials.setdefault(tid, _trial(tid))
+        t = trials.setdefault(str(tid), _trial(str(tid)))
         value = _decode(data)
+        if value is None:
+            continue
         if kind == "FINAL":
             t["final"] = value if isinstance(value, dict) else {"default": value}
         else:
@@ -97,11 +121,15 @@ def read_trials(db: str) -> list[dict]:
 
 
 def ranking(trials: list[dict]) -> list[dict]:
-    """Trials with a final result, best accuracy first (ties: fewer parameters first)."""
-    done = [t for t in trials if t["final"] is not None and t["params"] is not None]
-    done.sort(key=lambda t: (-float(t["final"]["default"]), t["final"].get("params") or 0, t["trial"]))
-    return [{"rank": i + 1, "trial": t["trial"], "accuracy": float(t["final"]["default"]),
-             "params": t["final"].get("params"), "train_time_s": t["final"].get("train_time_s"),
+    """Trials with a final accuracy (a finite number) and parameters, best accuracy first (ties:
+    fewer parameters first)."""
+    done = [t for t in trials if _accuracy(t["final"]) is not None and t["params"] is not None]
+    for t in done:  # the extra keys a trial reports are shown only when they are numbers
+        params, seconds = t["final"].get("params"), _finite(t["final"].get("train_time_s"))
+        t["final"] = {**t["final"], "params": params if type(params) is int else None, "train_time_s": seconds}
+    done.sort(key=lambda t: (-_accuracy(t["final"]), t["final"]["params"] or 0, t["trial"]))
+    return [{"rank": i + 1, "trial": t["trial"], "accuracy": _accuracy(t["final"]),
+             "params": t["final"]["params"], "train_time_s": t["final"]["train_time_s"],
              "arch": arch_name(t["params"]), **{k: t["params"].get(k) for k in OPTIONS}}
             for i, t in enumerate(done)]
 
@@ -137,16 +165,18 @@ def plot_ranking(rows: list[dict], path: str, title: str, top: int = 30) -> str:
 def report(experiment: str | None = None, directory: str | None = None, out: str | None = None) -> dict:
     """Read the experiment, rank its trials, write ranking.csv and ranking.png into `out`
     (default: `directory`, else the experiment's own folder)."""
+    from condense_core.outputs import check_output_folder
+
     db = find_database(experiment, directory)
     exp_dir = os.path.dirname(os.path.dirname(db))
     exp_id = os.path.basename(exp_dir)  # NNI names the folder after the experiment id
+    flag = "--out" if out else "--dir" if directory else "the experiment folder"
+    out = out or directory or exp_dir
+    check_output_folder(out, flag)
     trials = read_trials(db)
     rows = ranking(trials)
     if not rows:
         raise InputError(f"experiment {exp_id} has no finished trials with a final result")
-    out = out or directory or exp_dir
-    if os.path.exists(out) and not os.path.isdir(out):
-        raise InputError(f"--out {out} is a file; give a folder")
     statuses: dict[str, int] = {}
     for t in trials:
         statuses[t["status"]] = statuses.get(t["status"], 0) + 1

@@ -39,7 +39,9 @@ def load_space(name: str) -> dict[str, list]:
 
 def check_space(raw, source: str = "search space") -> dict[str, list]:
     """Validate {option: [values] or {"_type": "choice", "_value": [...]}} against the full space."""
-    if not isinstance(raw, dict) or not raw:
+    if not isinstance(raw, dict):
+        raise InputError(f"{source}: a search space must be a JSON object of options, got {type(raw).__name__}")
+    if not raw:
         raise InputError(f"{source}: the search space is empty (give at least one of {', '.join(OPTIONS)})")
     space = dict((k, [v]) for k, v in DEFAULT.items())
     for key, spec in raw.items():
@@ -50,12 +52,18 @@ def check_space(raw, source: str = "search space") -> dict[str, list]:
             raise InputError(f"{source}: option {key!r} must be a choice")
         if not isinstance(values, list) or not values:
             raise InputError(f"{source}: the search space is empty (option {key!r} has no values)")
-        bad = [v for v in values if v not in FULL[key]]
+        bad = [v for v in values if not _known(key, v)]
         if bad:
             raise InputError(f"{source}: option {key!r} has unknown values {bad} "
                              f"(choose from {FULL[key]})")
         space[key] = list(dict.fromkeys(values))
     return space
+
+
+def _known(key: str, value) -> bool:
+    """`value` is one of option `key`'s values, of the same type (`2.0` and `True` equal 2 and 1
+    in Python, but a ConvNet cannot be 2.0 layers deep: a trial would refuse them)."""
+    return any(type(value) is type(v) and value == v for v in FULL[key])
 
 
 def to_nni(space: dict[str, list]) -> dict:
@@ -83,7 +91,7 @@ def check_arch(params: dict) -> dict:
     if unknown:
         raise InputError(f"unknown architecture options {unknown} (choose from {', '.join(OPTIONS)})")
     arch = {**DEFAULT, **params}
-    bad = {k: v for k, v in arch.items() if v not in FULL[k]}
+    bad = {k: v for k, v in arch.items() if not _known(k, v)}
     if bad:
         raise InputError(f"architecture values outside the search space: {bad}")
     return arch

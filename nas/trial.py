@@ -60,6 +60,8 @@ def read_setup(path: str) -> dict:
             setup = json.load(f)
     except (OSError, ValueError) as e:
         raise InputError(f"{path}: not a readable trial setup ({type(e).__name__})") from None
+    if not isinstance(setup, dict):
+        raise InputError(f"{path}: a trial setup must be a JSON object")
     missing = [k for k in ("data", "proxy", "train", "seed") if k not in setup]
     if missing:
         raise InputError(f"{path}: trial setup is missing {', '.join(missing)}")

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Optional
 
 from condense_core.errors import InputError
-from condense_core.settings import applicable, check, setting, settings_of
+from condense_core.settings import DEVICE, SEED_MAX, applicable, check, setting, settings_of
 
 from .strategies import MEMORY_METHODS, STRATEGIES
 
@@ -62,13 +62,14 @@ class CLConfig:
     experiences: int = setting(5, "class-incremental experiences", low=1)
     first_experience_classes: Optional[int] = setting(None, "classes of the first experience (e.g. half)",
                                                       low=1)
-    device: str = setting("auto", "auto, cpu or cuda")
+    device: str = setting("auto", "auto, cpu, cuda or cuda:N", pattern=DEVICE)
     seeds: list = field(default_factory=lambda: [0, 1, 2])
     model: dict = field(default_factory=lambda: {"name": "ConvNet", "width": 64, "depth": 3})
     train: TrainSettings = field(default_factory=TrainSettings)
     memory: Any = None  # dcapps.replay.MemorySettings (imported with Avalanche, so filled at load)
     condense: CondenseSettings = field(default_factory=CondenseSettings)
-    strategies: list = field(default_factory=lambda: list(STRATEGIES))
+    strategies: list = field(default_factory=lambda: ["naive", "replay", "herding", "gdumb", "dmreplay",
+                                                      "lcmatreplay", "joint"])
 
     def as_dict(self) -> dict:
         """Plain data (for `config.json` and `results.json`)."""
@@ -140,7 +141,7 @@ def validate(raw: dict) -> CLConfig:
         raise InputError("data must be a data spec (digits, cifar10, PATH.npz, DIR/), "
                          f"got {raw.get('data')!r}")
     name = top.get("name")
-    if name is not None and (not name.strip() or "/" in name):
+    if name is not None and (not name.strip() or "/" in name or name in (".", "..")):
         raise InputError(f"name must be a plain word (used as a folder name), got {name!r}")
     cfg = CLConfig(**top)
     cfg.seeds = parse_seeds(raw.get("seeds", cfg.seeds), "seeds")
@@ -168,8 +169,8 @@ def parse_seeds(value, name: str = "--seeds") -> list[int]:
     if isinstance(value, int) and not isinstance(value, bool):
         value = [value]
     if (not isinstance(value, list) or not value
-            or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in value)):
-        raise InputError(f"{name} must be a non-empty list of integers >= 0, got {value!r}")
+            or any(isinstance(s, bool) or not isinstance(s, int) or not 0 <= s <= SEED_MAX for s in value)):
+        raise InputError(f"{name} must be a non-empty list of integers from 0 to {SEED_MAX}, got {value!r}")
     if len(set(value)) != len(value):
         raise InputError(f"{name} lists a seed twice: {value}")
     return list(value)

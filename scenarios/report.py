@@ -82,7 +82,7 @@ def _markdown(cfg: dict, summary: dict, results: list[dict]) -> str:
         f"(classes per experience {first['classes_per_experience']}, class order drawn per seed); "
         f"model {model}; SGD lr {t['lr']}, momentum {t['momentum']}, weight decay {t['weight_decay']}, "
         f"{t['epochs']} epochs, batch {t['batch_size']}; memory {memory} "
-        f"(herding, dmreplay and lcmatreplay replay it as `{cfg['memory']['replay_mode']}`; replay is Avalanche's "
+        f"(the condensed and selected memories replay it as `{cfg['memory']['replay_mode']}`; replay is Avalanche's "
         f"ReplayPlugin, gdumb Avalanche's GDumb, both with class-balanced random storage); "
         f"memory methods' settings {cfg['condense'] or 'their memory presets'}; "
         f"device {first['device']}.", "",

@@ -4,7 +4,9 @@ A unit is one (strategy, seed): a fresh model trained experience by experience t
 Avalanche, evaluated after each experience on the test data of every class seen so far. Each
 finished unit is written atomically to `DIR/units/<strategy>-seed<S>.json`, so a run that is
 interrupted starts again where it stopped; `DIR/config.json` holds the settings the units were
-made with, and a different config for the same folder is refused rather than mixed in.
+made with, and a different config for the same folder is refused rather than mixed in. Files
+found there are read and checked before the first unit starts; a damaged one is refused, naming
+it, never taken as a result.
 """
 from __future__ import annotations
 
@@ -17,13 +19,13 @@ from typing import Callable
 import torch
 
 from condense_core import ImageData, InputError, build_model, load_data
-from condense_core.networks import reinitialize
+from condense_core.networks import check_fits, reinitialize
 from condense_core.runtime import make_generator, progress, resolve_device
 from condense_core.synthetic import SyntheticSet, atomic_write_text
 
 from .benchmarks import class_order, experience_sizes, make_benchmark
 from .config import CLConfig, check_split
-from .strategies import build_strategy, check_available
+from .strategies import build_strategy, check_memory_methods
 
 
 def unit_path(out: str, strategy: str, seed: int) -> str:
@@ -34,31 +36,62 @@ def run_config(cfg: CLConfig, out: str, seeds: list[int] | None = None, tensorbo
                show_progress: bool = True, on_unit: Callable[[dict], None] | None = None) -> list[dict]:
     """Run (or resume) every unit of `cfg` into `out`; returns the unit results in order.
 
-    Everything is checked before the first unit starts: the data, the split, the model, that
-    every strategy's memory method is available and that `out` holds no other config's results.
+    Everything is checked before the first unit starts: the data (with a test split), the split,
+    the model, every strategy's memory method with its settings, that `out` holds no other
+    config's results and that the units already there are whole.
     """
     seeds = seeds or cfg.seeds
     data = load_data(cfg.data, cfg.root, cfg.download)
+    data.check_test_split()
     check_split(cfg, data.num_classes)
     device = resolve_device(cfg.device)
     new_model(cfg, data, seeds[0])  # a bad model option fails now, with its name
-    check_available(cfg.strategies)
+    check_memory_methods(cfg, data)
     _claim_folder(out, cfg)
-    results = []
     units = [(s, name) for s in seeds for name in cfg.strategies]
+    done = {(s, name): read_unit(unit_path(out, name, s), name, s, cfg.experiences) for s, name in units
+            if os.path.exists(unit_path(out, name, s))}
+    results = []
     for seed, name in progress(units, desc="units", enabled=show_progress):
-        path = unit_path(out, name, seed)
-        if os.path.exists(path):
-            with open(path) as f:
-                result = json.load(f)
-            result["resumed"] = True
+        if (seed, name) in done:
+            result = {**done[seed, name], "resumed": True}
         else:
             result = run_unit(cfg, data, name, seed, out, device, tensorboard)
-            atomic_write_text(json.dumps(result, indent=1), path)
+            atomic_write_text(json.dumps(result, indent=1), unit_path(out, name, seed))
         results.append(result)
         if on_unit is not None:
             on_unit(result)
     return results
+
+
+UNIT_KEYS = {"strategy": str, "seed": int, "accuracy": list, "final_accuracy": (int, float),
+             "forgetting": (int, float), "per_experience": list, "train_time_s": (int, float),
+             "memory_time_s": (int, float), "classes_per_experience": list, "device": str}
+
+
+def _read_json(path: str) -> object:
+    """The JSON in `path`; a file cut short or edited by hand is an input error naming it."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (OSError, ValueError) as e:  # ValueError: bad JSON or bad UTF-8
+        raise InputError(f"{path}: not readable JSON ({type(e).__name__}; a run cut short?): delete it, "
+                         "or give another --out") from None
+
+
+def read_unit(path: str, strategy: str, seed: int, experiences: int) -> dict:
+    """A finished unit's result, checked: the keys the report reads, with the right types, for
+    this strategy and seed, one accuracy per experience."""
+    unit = _read_json(path)
+    bad = not isinstance(unit, dict) or any(
+        not isinstance(unit.get(k), t) or isinstance(unit.get(k), bool) for k, t in UNIT_KEYS.items())
+    if not bad:
+        bad = (unit["strategy"] != strategy or unit["seed"] != seed or len(unit["accuracy"]) != experiences
+               or not all(isinstance(a, (int, float)) and not isinstance(a, bool) for a in unit["accuracy"]))
+    if bad:
+        raise InputError(f"{path}: not a finished unit of {strategy} seed {seed} (damaged or edited): "
+                         "delete it to run the unit again, or give another --out")
+    return unit
 
 
 def _claim_folder(out: str, cfg: CLConfig) -> None:
@@ -66,12 +99,13 @@ def _claim_folder(out: str, cfg: CLConfig) -> None:
     path = os.path.join(out, "config.json")
     mine = json.loads(json.dumps(cfg.settings()))
     if os.path.exists(path):
-        with open(path) as f:
-            theirs = json.load(f)
+        theirs = _read_json(path)
+        if not isinstance(theirs, dict):
+            raise InputError(f"{path}: not a config of dcapps cl run: delete it, or give another --out")
         changed = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
         if changed:
-            raise InputError(f"{out} holds results made with different settings ({', '.join(changed)}); "
-                             "use another --out or delete it")
+            raise InputError(f"{out} holds results made with different settings ({', '.join(changed)}, "
+                             f"recorded in {path}); use another --out or delete it")
         return
     os.makedirs(out, exist_ok=True)
     atomic_write_text(json.dumps(mine, indent=1), path)
@@ -81,6 +115,7 @@ def new_model(cfg: CLConfig, data: ImageData, seed: int) -> torch.nn.Module:
     """The config's model for `data`, initialised from `seed` (the same for every strategy)."""
     opts = {k: v for k, v in cfg.model.items() if k != "name"}
     try:
+        check_fits(cfg.model["name"], data.channels, data.image_size, data.spec, **opts)
         net = build_model(cfg.model["name"], data.channels, data.num_classes, data.image_size, **opts)
     except InputError as e:
         raise InputError(f"model: {e}") from None

@@ -16,7 +16,8 @@ import torch
 # strategy -> the (kind, name) of the registered method that builds its memory; the YAML's
 # `condense.<name>` sections are these names
 MEMORY_METHODS = {"herding": ("select", "herding"), "dmreplay": ("condense", "dm"),
-                  "lcmatreplay": ("condense", "lcmat")}
+                  "lcmatreplay": ("condense", "lcmat"), "idmreplay": ("condense", "idm"),
+                  "m3dreplay": ("condense", "m3d")}
 
 
 def memory_arguments(memory, num_classes: int) -> dict:
@@ -43,13 +44,22 @@ def method_options(cfg, strategy: str) -> dict:
             **cfg.condense.options(kind, name)}
 
 
-def check_available(strategies: list[str]) -> None:
-    """Fail before any training if a strategy's memory method is not registered."""
-    from condense_core.registry import method_class
+def check_memory_methods(cfg, data) -> None:
+    """Fail before any training if a strategy's memory method is not registered, or does not take
+    the settings the config gives it, or cannot run on `data` (e.g. images too small for its
+    network): the error names the config's `condense.<method>` section."""
+    from condense_core import InputError, make_method
 
-    for name in strategies:
-        if name in MEMORY_METHODS:
-            method_class(*MEMORY_METHODS[name])
+    from dcapps.replay import PRESET
+
+    for name in cfg.strategies:
+        if name not in MEMORY_METHODS:
+            continue
+        kind, method = MEMORY_METHODS[name]
+        try:
+            make_method(kind, method, PRESET, **method_options(cfg, name), ipc=1, device="cpu").validate(data)
+        except InputError as e:
+            raise InputError(f"condense.{method} (strategy {name}): {e}") from None
 
 
 def build_strategy(name: str, cfg, model: torch.nn.Module, num_classes: int, seed: int,
@@ -124,6 +134,8 @@ BUILDERS: dict[str, Callable] = {
     "gdumb": _gdumb,
     "dmreplay": partial(_dmreplay, strategy="dmreplay"),
     "lcmatreplay": partial(_dmreplay, strategy="lcmatreplay"),
+    "idmreplay": partial(_dmreplay, strategy="idmreplay"),
+    "m3dreplay": partial(_dmreplay, strategy="m3dreplay"),
     "joint": _joint,
 }
 STRATEGIES = tuple(BUILDERS)

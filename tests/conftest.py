@@ -3,7 +3,10 @@ import numpy as np
 import pytest
 import torch
 
-torch.set_num_threads(2)
+# One thread: the tests' networks are tiny, and on the project's 2-core machine, shared with other
+# jobs, two threads that wait for a busy core made the suite up to 40x slower (test_methods.py:
+# 12m40s with 2 threads against 17 s with 1 while another job held a core).
+torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")

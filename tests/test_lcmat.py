@@ -72,7 +72,7 @@ def test_curvature_term_is_differentiable_in_the_synthetic_images(digits):
     def loss_grad(rho):  # gradient of LCMat-C's loss in the synthetic images
         s = syn.detach().clone().requires_grad_(True)
         lc = LCMatC(ipc=1, rho=rho, **SMALL)
-        lc.match_loss(real_means, [m / 3 for m in lc.moments(net, net.embed(s), 1)]).backward()
+        lc.match_loss(real_means, [m / 3 for m in lc.moments(net, net.embed(s), 1)], None).backward()
         return s.grad
     assert not torch.allclose(loss_grad(0.0), loss_grad(1.0))  # the head terms reach the images
 

@@ -14,7 +14,7 @@ def class_loss(method, net, data, syn_x, syn_y):
     for c in range(data.num_classes):
         real, syn = data.x_train[data.y_train == c], syn_x[syn_y == c]
         total = total + method.match_loss([m / len(real) for m in method.moments(net, net.embed(real), c)],
-                                          [m / len(syn) for m in method.moments(net, net.embed(syn), c)])
+                                          [m / len(syn) for m in method.moments(net, net.embed(syn), c)], None)
     return total
 
 

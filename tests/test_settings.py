@@ -14,10 +14,11 @@ from condense_core.registry import method_class, methods
 from condense_core.settings import Setting, check, settings_of
 from dcapps.cli import build_parser, main
 from dcapps.cli.common import given_settings
+from scenarios.strategies import MEMORY_METHODS
 
 CONDENSERS = methods("condense")
 OWN = [(name, s) for name, cls in CONDENSERS.items() for s in settings_of(cls).values() if not s.rule.common]
-STRATEGY = {"dm": "dmreplay", "lcmat": "lcmatreplay"}  # the CL strategy whose memory each condenser builds
+STRATEGY = {name: strategy for strategy, (kind, name) in MEMORY_METHODS.items() if kind == "condense"}
 
 
 def other_value(s: Setting):
@@ -51,7 +52,9 @@ def test_condense_help_has_a_flag_for_every_setting_of_every_condenser(capsys):
             flag = "--" + s.name.replace("_", "-")
             assert flag in text, flag
             if not all(s.name in settings_of(c) for c in CONDENSERS.values()):
-                assert re.search(re.escape(flag) + r" \S+ " + name + ": ", text), flag  # marked with its method
+                owners = r"[a-z0-9]+(, [a-z0-9]+)*"  # the methods that have it, this one among them
+                mark = re.search(re.escape(flag) + r" \S+ (" + owners + "): ", text)
+                assert mark and name in mark.group(1).split(", "), flag
 
 
 @pytest.mark.parametrize("method, s", OWN, ids=[f"{m}.{s.name}" for m, s in OWN])

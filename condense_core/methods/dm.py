@@ -4,8 +4,9 @@ Each iteration draws a freshly initialised embedding network (frozen), a real ba
 one Siamese augmentation per class; the loss is the sum over classes of the squared distance
 between the mean embeddings of the real and the synthetic images, minimised by SGD (momentum 0.5)
 on the synthetic images. `condense_core.engine` runs the iterations; this class holds the
-settings and the three hooks a DM-family method changes (`sample_network`, `moments`,
-`match_loss`; LCMat-C is DM with other hooks).
+settings and the hooks a DM-family method changes (`start`, `sample_network`, `moments`,
+`match_loss`, `end_iteration`, and `resources_state`/`load_resources` for checkpoints; LCMat-C,
+IDM and M3D are DM with other hooks). Every DM-family method has multi-formation (`factor`).
 """
 from __future__ import annotations
 
@@ -43,6 +44,8 @@ class DM(Method):
     momentum: float = setting(0.5, "momentum of the images' SGD", low=0)
     init: str = setting("real", "start from random real images, herding's picks, or noise", choices=INITS)
     dsa: bool = setting(True, "differentiable Siamese augmentation")
+    factor: int = setting(1, "multi-formation: each stored image holds factor x factor sub-images, "
+                             "trained on as factor^2 full-size images (same memory)", low=1)
     precision: str = setting("fp32", "bf16 autocasts the networks' forward (lower precision)",
                              choices=PRECISIONS)
     channels_last: bool = setting(False, "channels-last images and weights (slower on a CPU; for GPUs)",
@@ -59,6 +62,7 @@ class DM(Method):
     # the paper's 20,000 at lr_img 1: start from herding's picks and take larger image steps.
     # Measured in the README (DMReplay section) on digits and Fashion-MNIST.
     graph_safe: ClassVar[bool] = True  # the hooks never read the device: an iteration can be captured
+    pooled: ClassVar[bool] = True  # `moments` are summed over a batch (False: kept per sample)
     presets: ClassVar[dict[str, dict]] = {
         "memory": {"iterations": 300, "batch_real": 128, "init": "herding", "lr_img": 30.0}}
 
@@ -68,6 +72,12 @@ class DM(Method):
 
     def validate(self, data: ImageData) -> None:
         super().validate(data)
+        if self.init != "noise" and self.ipc * self.factor ** 2 > data.smallest_class():
+            raise InputError(f"ipc {self.ipc} x factor {self.factor}^2 real images per class are more than "
+                             f"the smallest class holds ({data.smallest_class()})")
+        if min(data.image_size) < 2 * self.factor:
+            raise InputError(f"factor {self.factor} cuts {'x'.join(map(str, data.image_size))} images into "
+                             "tiles of less than 2 pixels")
         if self.compile and not any(shutil.which(c) for c in ("c++", "g++", "clang++")):
             raise InputError("compile needs a C++ compiler (c++, g++ or clang++) on PATH")
 
@@ -102,6 +112,16 @@ class DM(Method):
         to get means): DM matches the embedding."""
         return [emb.sum(0)]
 
-    def match_loss(self, real: list[torch.Tensor], syn: list[torch.Tensor]) -> torch.Tensor:
-        """One class's loss from the mean statistics of its real batch and synthetic images."""
+    def match_loss(self, real: list[torch.Tensor], syn: list[torch.Tensor], resources: object) -> torch.Tensor:
+        """One class's loss from the statistics of its real batch and synthetic images."""
         return ((real[0] - syn[0]) ** 2).sum()
+
+    def end_iteration(self, resources: object, generator: torch.Generator) -> None:
+        """After the image update (IDM trains its networks here); DM does nothing."""
+
+    def resources_state(self, resources: object) -> dict | None:
+        """What a checkpoint keeps of `resources` (None: nothing changes during the run)."""
+        return None
+
+    def load_resources(self, resources: object, state: dict) -> None:
+        """Restore `resources` from `resources_state`'s output (on resume)."""

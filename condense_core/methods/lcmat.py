@@ -170,7 +170,7 @@ class LCMatC(DM):
         a, u, q, v = head_factors(net.classifier, emb, torch.full((len(emb),), label, device=emb.device))
         return [emb.sum(0), a.T @ u, q.T @ v]
 
-    def match_loss(self, real, syn):
+    def match_loss(self, real, syn, resources):
         """DM's gap plus rho ||mean gradient gap||^2 and rho^2/2 ||mean Hessian-diagonal gap||^2:
         the terms of LCMat's bound on the loss gap within radius rho (squared, like DM's)."""
         gaps = [((r - s) ** 2).sum() for r, s in zip(real, syn)]

@@ -7,6 +7,7 @@ images per class and return them as a `SyntheticSet` like any condenser.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 
@@ -33,6 +34,8 @@ class Selector(Method):
 @dataclass
 class RandomSelector(Selector):
     """`ipc` real images per class drawn at random (the baseline every reduced set must beat)."""
+
+    uses_network: ClassVar[bool] = False
 
     def select(self, data, device):
         return pick_per_class(data, self.ipc, self.generator(torch.device("cpu")))

@@ -4,8 +4,8 @@ and `nas`, none of which imports it.
 Each command's module (`COMMANDS`, one level of dispatch) has `HELP` (command name -> one line),
 `add_arguments(name, parser)` and `run(args)`; `condense` and `select` share one. Only the chosen command's module adds its
 arguments, and those modules import nothing heavy at the top, so `dcapps --help` imports no
-torch. Bad input (`InputError`, bad flags) ends with one line on stderr and exit status 2;
-anything unexpected with a traceback and status 1.
+torch. Bad input (`InputError`, bad flags, settings or data too large for the machine's memory)
+ends with one line on stderr and exit status 2; anything unexpected with a traceback and status 1.
 """
 from __future__ import annotations
 
@@ -73,6 +73,21 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("dcapps: interrupted", file=sys.stderr)
         return 130
+    except (MemoryError, RuntimeError) as e:  # settings or data too large for this machine: bad input
+        if not out_of_memory(e):
+            raise
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        reason = reason.split("] err == 0. ")[-1]  # PyTorch's allocator prefixes its source position
+        print(f"dcapps: error: not enough memory for this run ({reason}); smaller settings or data need less",
+              file=sys.stderr)
+        return 2
+
+
+def out_of_memory(e: BaseException) -> bool:
+    """True for an allocation that failed (host or GPU memory), not for other runtime errors."""
+    text = str(e).lower()
+    return (isinstance(e, MemoryError) or type(e).__name__ == "OutOfMemoryError"
+            or "can't allocate memory" in text or "out of memory" in text)
 
 
 if __name__ == "__main__":

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import warnings
+from contextlib import contextmanager
 
-from .common import emit_json
+from .common import device_flag, emit_json
 
 HELP = {"cl": "scripted class-incremental benchmarks: dcapps cl run CONFIG.yaml",
         "demo": "compare continual-learning strategies on digits (a few minutes on a CPU)"}
@@ -24,26 +26,48 @@ def add_arguments(name: str, p: argparse.ArgumentParser) -> None:
                             "splitcifar100, splitcifar100-10steps")
         p.add_argument("--seeds", default=None, help="comma-separated seeds, overriding the config's")
     p.add_argument("--out", default=None, metavar="DIR", help="output folder (default runs/cl/<name>)")
-    p.add_argument("--device", default=None, help="auto | cpu | cuda (overrides the config's)")
+    p.add_argument("--device", type=device_flag, default=None,
+                   help="auto | cpu | cuda | cuda:N (overrides the config's)")
     p.add_argument("--tensorboard", action="store_true", help="also write TensorBoard logs to DIR/tensorboard")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
 
 
-def run(args: argparse.Namespace) -> int:
-    import warnings
+# Warnings other libraries print while a benchmark runs that say nothing about the user's run:
+# qpsolvers warns on import that it found no solver (Avalanche imports it for GEM, which no
+# strategy here uses).
+QUIET_MESSAGES = ("no QP solver found",)
 
+
+@contextmanager
+def other_libraries_quiet():
+    """For the duration: Avalanche 0.6's own deprecation warnings and `QUIET_MESSAGES` are not
+    shown (the run's own messages and every other warning are)."""
     with warnings.catch_warnings():
         show = warnings.showwarning
-        warnings.showwarning = lambda msg, cat, *a, **k: (  # Avalanche 0.6's own deprecations, not ours
-            None if issubclass(cat, DeprecationWarning) else show(msg, cat, *a, **k))
+
+        def shown(message, category, *args, **kwargs):
+            if issubclass(category, DeprecationWarning) or str(message).startswith(QUIET_MESSAGES):
+                return None
+            return show(message, category, *args, **kwargs)
+
+        warnings.showwarning = shown
+        for text in QUIET_MESSAGES:
+            warnings.filterwarnings("ignore", message=text)
+        yield
+
+
+def run(args: argparse.Namespace) -> int:
+    with other_libraries_quiet():
         return _run(args)
 
 
 def _run(args: argparse.Namespace) -> int:
-    from scenarios.config import load_config, parse_seeds
+    from scenarios.config import config_path, load_config, parse_seeds
     from scenarios.report import table, write_report
     from scenarios.runner import run_config
+
+    from .common import check_out_folder, lock_out
 
     if args.command == "demo" and "OMP_NUM_THREADS" not in os.environ:
         import torch
@@ -53,10 +77,9 @@ def _run(args: argparse.Namespace) -> int:
         cfg.seeds = parse_seeds(args.seeds)
     if args.device is not None:
         cfg.device = args.device
-    out = args.out or os.path.join("runs", "cl", cfg.name)
-    if os.path.exists(out) and not os.path.isdir(out):
-        from condense_core import InputError
-        raise InputError(f"--out {out} is a file; give a folder")
+    out = args.out if args.out is not None else os.path.join("runs", "cl", cfg.name)
+    check_out_folder(out, [("config", config_path(args.config) if args.command == "cl" else ""),
+                           ("data", cfg.data)])
 
     def announce(r: dict) -> None:
         if not args.quiet:
@@ -64,8 +87,10 @@ def _run(args: argparse.Namespace) -> int:
             print(f"{r['strategy']:>12} seed {r['seed']}: final accuracy {100 * r['final_accuracy']:.2f} % "
                   f"({state})", flush=True)
 
-    results = run_config(cfg, out, tensorboard=args.tensorboard, show_progress=not args.quiet, on_unit=announce)
-    summary = write_report(out, cfg, results)
+    with lock_out(out):  # a second run on this --out is refused while this one lives
+        results = run_config(cfg, out, tensorboard=args.tensorboard, show_progress=not args.quiet,
+                             on_unit=announce)
+        summary = write_report(out, cfg, results)
     print(f"\n{cfg.name}: {cfg.data}, {cfg.experiences} experiences, seeds {cfg.seeds}\n")
     print(table(summary))
     print(f"\nwrote {os.path.join(out, 'report.md')}, results.json, results.csv, accuracy.png, log.txt")

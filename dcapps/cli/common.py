@@ -34,8 +34,10 @@ def add_output_arguments(p: argparse.ArgumentParser) -> None:
 
 def add_run_arguments(p: argparse.ArgumentParser) -> None:
     """--seed, --device, --quiet, --json (for commands whose seed and device are not a method's)."""
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    from condense_core.settings import SEED_MAX
+
+    p.add_argument("--seed", type=at_least(0, SEED_MAX), default=0)
+    p.add_argument("--device", type=device_flag, default="auto", help="auto | cpu | cuda | cuda:N")
     add_output_arguments(p)
 
 
@@ -97,14 +99,52 @@ def given_settings(cls: type, args: argparse.Namespace, what: str) -> dict:
     return check(cls, {k: given[k] for k in own if given.get(k) is not None}, flag_name)
 
 
-def check_out(path: str) -> None:
-    """--out must be a file name in a folder that exists or can be made (checked before any work)."""
-    from condense_core.errors import InputError
+def check_out(path: str, inputs: list[tuple[str, str]] = (), flag: str = "--out") -> None:
+    """--out can be written as a file at the end of the run and is none of the run's `inputs`
+    ((flag, path) pairs): checked before any work (`condense_core.outputs`)."""
+    from condense_core.outputs import check_output_file
 
-    if os.path.isdir(path):
-        raise InputError(f"--out {path} is a directory; give a file name ending in .pt")
-    parent = os.path.dirname(os.path.abspath(path))
-    while not os.path.exists(parent):
-        parent = os.path.dirname(parent)
-    if not os.path.isdir(parent):
-        raise InputError(f"--out {path}: {parent} is a file, not a folder")
+    check_output_file(path, flag, inputs)
+
+
+def check_out_folder(path: str, inputs: list[tuple[str, str]] = (), flag: str = "--out") -> None:
+    """--out can be made (or is) a folder the run can write in, and is none of its `inputs`."""
+    from condense_core.outputs import check_output_folder
+
+    check_output_folder(path, flag, inputs)
+
+
+def lock_out(path: str, flag: str = "--out"):
+    """The exclusive lock of a run writing `path` (`condense_core.outputs.OutputLock`; under
+    torchrun only rank 0, the rank that writes, takes it)."""
+    from condense_core.outputs import OutputLock
+
+    return OutputLock(path, flag, enabled=os.environ.get("RANK", "0") == "0")
+
+
+def device_flag(text: str) -> str:
+    """An argparse type: a device name of the form `settings.DEVICE` (auto, cpu, cuda, cuda:N)."""
+    from condense_core.errors import InputError
+    from condense_core.settings import DEVICE, check_form
+
+    try:
+        return check_form(text, DEVICE, "it")
+    except InputError as e:
+        raise argparse.ArgumentTypeError(str(e).removeprefix("it ")) from None
+
+
+def at_least(low: int, high: int | None = None):
+    """An argparse type: an integer >= `low` (and <= `high`): a count or a seed, refused as one
+    line otherwise."""
+    want = f"an integer >= {low}" + (f" and <= {high}" if high is not None else "")
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {want}, got {text!r}") from None
+        if value < low or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"must be {want}, got {value}")
+        return value
+    parse.__name__ = want
+    return parse

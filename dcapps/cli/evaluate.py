@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from .common import add_data_arguments, add_run_arguments, add_setting_flags, add_stream_argument, emit_json
+from .common import (add_data_arguments, add_run_arguments, add_setting_flags, add_stream_argument, at_least,
+                     emit_json)
 
 HELP = {"evaluate": "train fresh networks on a saved set (or --full data) and test them"}
 
@@ -17,7 +18,7 @@ def add_arguments(name: str, p: argparse.ArgumentParser) -> None:
     add_data_arguments(p)
     add_stream_argument(p)
     p.add_argument("--model", default="ConvNet", help="ConvNet | MLP | ResNet")
-    p.add_argument("--runs", type=int, default=5)
+    p.add_argument("--runs", type=at_least(1), default=5)
     add_setting_flags(p, {"training": TrainConfig})
     add_run_arguments(p)
 

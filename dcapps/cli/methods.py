@@ -21,7 +21,7 @@ def run(args: argparse.Namespace) -> int:
     listing = {}
     for kind in KINDS:
         for name, cls in methods(kind).items():
-            doc = (cls.__doc__ or "").strip().splitlines()[0]
+            doc = " ".join((cls.__doc__ or "").strip().split("\n\n")[0].split())
             settings = settings_of(cls)
             print(f"{kind} {name}: {doc}")
             for s in settings.values():

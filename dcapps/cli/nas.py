@@ -2,9 +2,8 @@
 from __future__ import annotations
 
 import argparse
-import os
 
-from .common import add_data_arguments, add_run_arguments, add_setting_flags, emit_json
+from .common import add_data_arguments, add_run_arguments, add_setting_flags, at_least, emit_json
 
 HELP = {"nas": "proxy NAS with NNI: init an nnictl experiment, report its ranking, rank-eval a proxy"}
 TUNER_CHOICES = ("grid", "random", "tpe", "evolution")  # no Anneal: it breaks on numpy 2
@@ -34,8 +33,8 @@ def add_arguments(name: str, p: argparse.ArgumentParser) -> None:
     init.add_argument("--out", required=True, metavar="DIR", help="experiment folder to write")
     init.add_argument("--space", default="small", help="full (720 ConvNets) | small (72) | FILE.json")
     init.add_argument("--tuner", default="tpe", choices=TUNER_CHOICES)
-    init.add_argument("--max-trials", type=int, default=20)
-    init.add_argument("--concurrency", type=int, default=1)
+    init.add_argument("--max-trials", type=at_least(1), default=20)
+    init.add_argument("--concurrency", type=at_least(1), default=1)
     _add_training(init)
     add_run_arguments(init)
 
@@ -43,7 +42,7 @@ def add_arguments(name: str, p: argparse.ArgumentParser) -> None:
     rep.add_argument("--experiment", default=None, metavar="ID", help="NNI experiment id")
     rep.add_argument("--dir", default=None, help="the `nas init` folder or an experiment folder")
     rep.add_argument("--out", default=None, metavar="DIR", help="where ranking.csv/png go (default --dir)")
-    rep.add_argument("--top", type=int, default=10, help="rows to print (10)")
+    rep.add_argument("--top", type=at_least(1), default=10, help="rows to print (10)")
     rep.add_argument("--json", action="store_true", help="print one JSON object as the last line")
 
     ev = sub.add_parser("rank-eval", help="rank correlation of proxies against whole-data training")
@@ -52,7 +51,7 @@ def add_arguments(name: str, p: argparse.ArgumentParser) -> None:
                     help="a proxy SyntheticSet (repeat to compare several)")
     ev.add_argument("--space", default="small", help="full | small | FILE.json")
     ev.add_argument("--archs", type=int, default=20, help="architectures sampled from the space (20)")
-    ev.add_argument("--full-epochs", type=int, default=100, help="epochs on the whole data (100)")
+    ev.add_argument("--full-epochs", type=at_least(1), default=100, help="epochs on the whole data (100)")
     ev.add_argument("--baselines", default="random,herding,early",
                     help="comma list of random, herding, early (or none)")
     ev.add_argument("--out", default=None, metavar="FILE.json", help="also write the full result")
@@ -95,23 +94,33 @@ def _report(args) -> int:
 
 
 def _rank_eval(args) -> int:
+    from nas.rank_eval import check_baselines
+
+    from .common import check_out, lock_out
+
+    baselines = [b for b in args.baselines.split(",") if b and b != "none"]
+    check_baselines(baselines)
+    if args.out is None:
+        return _rank_eval_run(args, baselines)
+    check_out(args.out, [("--data", args.data), ("--space", args.space), *(("--proxy", p) for p in args.proxy)])
+    with lock_out(args.out):
+        return _rank_eval_run(args, baselines)
+
+
+def _rank_eval_run(args, baselines: list[str]) -> int:
     import json
     from dataclasses import replace
 
-    from condense_core import InputError, SyntheticSet, load_data
+    from condense_core import SyntheticSet, load_data
     from condense_core.synthetic import atomic_write_text
     from nas.rank_eval import baseline_proxies, file_proxies, format_table, rank_eval, sample_architectures
     from nas.space import load_space
 
-    if args.out and os.path.isdir(args.out):
-        raise InputError(f"--out {args.out} is a directory; give a file name ending in .json")
-    if args.full_epochs < 1:
-        raise InputError(f"--full-epochs must be >= 1, got {args.full_epochs}")
     cfg = _training(args)
-    baselines = [b for b in args.baselines.split(",") if b and b != "none"]
+    archs = sample_architectures(load_space(args.space), args.archs, args.seed)
     sets = [(path, SyntheticSet.load(path)) for path in args.proxy]
     data = load_data(args.data, args.root, args.download)
-    archs = sample_architectures(load_space(args.space), args.archs, args.seed)
+    data.check_test_split()  # every architecture is tested on it
     proxies = file_proxies(sets, data, cfg)
     proxies += baseline_proxies(data, baselines, sets[0][1].ipc, cfg, args.seed, args.device)
     res = rank_eval(data, proxies, archs, replace(cfg, epochs=args.full_epochs),

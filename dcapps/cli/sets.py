@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 
-from .common import add_data_arguments, add_output_arguments, add_setting_flags, add_stream_argument, check_out, emit_json
+from .common import (add_data_arguments, add_output_arguments, add_setting_flags, add_stream_argument, at_least,
+                     check_out, emit_json, lock_out)
 
 
 HELP = {"condense": "learn synthetic images per class (dm, lcmat, ...; `dcapps methods` lists them)",
@@ -23,29 +25,50 @@ def add_arguments(kind: str, p: argparse.ArgumentParser) -> None:
     p.add_argument("--png", action="store_true", help="also write a picture of the set next to --out")
     add_setting_flags(p, table, required=("ipc",))
     if kind == "condense":
-        p.add_argument("--checkpoint-every", type=int, default=0, metavar="N",
+        p.add_argument("--checkpoint-every", type=at_least(0), default=0, metavar="N",
                        help="save the run's state next to --out every N iterations (it is also saved "
                             "on SIGINT/SIGTERM)")
         p.add_argument("--resume", action="store_true", help="continue from the checkpoint next to --out")
+        p.add_argument("--restart", action="store_true",
+                       help="start from iteration 0 even though a checkpoint lies next to --out (it is replaced)")
     add_output_arguments(p)
 
 
 def run(args: argparse.Namespace) -> int:
-    from condense_core import load_data
-    from condense_core.checkpoint import Checkpoint
-    from condense_core.distributed import Shard, finish, init_from_env
+    from condense_core.distributed import init_from_env
     from condense_core.registry import method_class
 
     from .common import given_settings
 
     kind = args.command
-    check_out(args.out)
+    inputs = [("--data", args.data)]
+    check_out(args.out, inputs)
+    png = os.path.splitext(args.out)[0] + ".png" if args.png else None
+    if png is not None:
+        check_out(png, inputs, flag="--png (next to --out)")
     cls = method_class(kind, args.method)
     settings = given_settings(cls, args, f"{kind} method {args.method!r}")
-    checkpoint = (Checkpoint(Checkpoint.next_to(args.out), args.checkpoint_every, args.resume)
-                  if kind == "condense" else None)
     # under torchrun: join the group, one device per rank
     settings["device"] = init_from_env(settings.get("device", cls.__dataclass_fields__["device"].default))
+    with lock_out(args.out) as lock:  # a second run on this --out is refused while this one lives
+        return _build(args, kind, cls, settings, lock, png)
+
+
+def _build(args, kind, cls, settings, lock, png) -> int:
+    """Check the checkpoint, load the data, run the method and write the set (holding the lock)."""
+    from condense_core import load_data
+    from condense_core.checkpoint import Checkpoint
+    from condense_core.distributed import Shard, finish
+
+    checkpoint = None
+    if kind == "condense":
+        path, resume = Checkpoint.next_to(args.out), args.resume
+        if resume and not os.path.exists(path) and lock.interrupted is not None:
+            # the last run on this --out was stopped before its first checkpoint: start it again
+            print(f"dcapps: no checkpoint {path} (the interrupted run had not saved one): "
+                  "starting from iteration 0", file=sys.stderr)
+            resume = False
+        checkpoint = Checkpoint(path, args.checkpoint_every, resume, args.restart)
     try:
         method = cls(**settings, progress=not args.quiet)
         data = load_data(args.data, args.root, args.download, args.stream)
@@ -59,8 +82,8 @@ def run(args: argparse.Namespace) -> int:
         checkpoint.remove()  # superseded by the finished set, now safely on disk
     result = {"out": args.out, "method": args.method, "kind": kind, "ipc": method.ipc, "images": len(syn),
               "wall_time_s": syn.meta["wall_time_s"]}
-    if args.png:
-        result["png"] = syn.save_grid(os.path.splitext(args.out)[0] + ".png")
+    if png is not None:
+        result["png"] = syn.save_grid(png)
     print(f"wrote {args.out}: {len(syn)} images ({args.method}, ipc {method.ipc}) "
           f"in {syn.meta['wall_time_s']:.1f} s")
     if args.json:
