@@ -1,12 +1,14 @@
 """Accuracy table of condensation and selection methods: mean and std over seeds.
 
-For every method, IPC and seed: build the set with that seed, train `--runs` fresh networks on it
-with the evaluation protocol, test on the real test split; a seed's figure is the mean of its
-runs, the table shows mean +- std over seeds. `full` trains on the whole training set. Results are
-cached in `--out` (JSON) so an interrupted run continues where it stopped.
+For every method, IPC and seed (a unit): build the set with that seed, train `--runs` fresh
+networks on it with the evaluation protocol, test on the real test split; a seed's figure is the
+mean of its runs, the table shows mean +- std over seeds. `full` trains on the whole training
+set. `--out` is a folder of finished units (`condense_core.sweep`): an interrupted run continues
+where it stopped, `--workers N` runs units in N processes, `--shard I/N` one shard of them (all
+into the same folder), and the table (`DIR/table.md`) is made from every finished unit.
 
     python benchmarks/condense_table.py --data digits --methods random,herding,kcenter,dm,full \
-        --ipcs 1,10 --seeds 0,1,2 --iterations 1000 --out runs/bench/digits_table.json
+        --ipcs 1,10 --seeds 0,1,2 --iterations 1000 --out runs/bench/digits_table
 
 Method names: any registered name; `lcmat-s` / `lcmat-c` pick LCMat's selection / condensation;
 `dm-reference` is DM computed by the straightforward reference loop (`condense_core.reference`).
@@ -19,7 +21,6 @@ import os
 import platform
 import statistics
 import sys
-import time
 
 import torch
 
@@ -28,10 +29,11 @@ from condense_core.evaluate import evaluate
 from condense_core.reference import ReferenceDM
 from condense_core.registry import method_class, methods
 from condense_core.settings import applicable
+from condense_core.sweep import Sweep, run
 from condense_core.synthetic import atomic_write_text
+from dcapps.cli.common import add_layout_flags, layout_of
 
 SUFFIX_KIND = {"-s": "select", "-c": "condense"}
-SAME_SETTINGS = ("data", "iterations", "runs", "epochs", "method_options")  # a cache's figures share these
 
 
 def build(name: str, ipc: int, seed: int, iterations: int, extra: dict):
@@ -52,9 +54,40 @@ def build(name: str, ipc: int, seed: int, iterations: int, extra: dict):
 
 
 def summary(values: list[float]) -> str:
+    if not values:
+        return "(not finished)"
     m = 100 * statistics.mean(values)
     s = 100 * statistics.pstdev(values) if len(values) > 1 else 0.0
     return f"{m:.2f} ± {s:.2f}"
+
+
+class TableUnit:
+    """One unit of the table, run where it is sent (picklable; the data is loaded once per
+    process): build the set of (method, ipc, seed) and evaluate it, or train on the whole data."""
+
+    def __init__(self, data: str, iterations: int, runs: int, epochs: int, extra: dict):
+        self.data, self.iterations, self.runs, self.extra = data, iterations, runs, extra
+        self.cfg = TrainConfig(epochs=epochs)
+        self._loaded = None
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_loaded": None}
+
+    def __call__(self, unit: dict, device: str) -> dict:
+        if self._loaded is None:
+            self._loaded = load_data(self.data)
+        data, seed = self._loaded, unit["seed"]
+        if unit["method"] == "full":
+            return {"acc": evaluate(data.x_train, data.y_train, data, self.runs, seed, cfg=self.cfg,
+                                    device=device)["mean"]}
+        syn = build(unit["method"], unit["ipc"], seed, self.iterations, {**self.extra, "device": device}).condense(data)
+        x, y = syn.for_data(data)
+        return {"acc": evaluate(x, y, data, self.runs, seed, cfg=self.cfg, device=device)["mean"],
+                "condense_s": syn.meta["wall_time_s"]}
+
+
+def unit_key(method: str, ipc: int | None, seed: int) -> str:
+    return f"{method}-seed{seed}" if ipc is None else f"{method}-ipc{ipc}-seed{seed}"
 
 
 def main(argv=None) -> int:
@@ -67,60 +100,69 @@ def main(argv=None) -> int:
     p.add_argument("--runs", type=int, default=2, help="evaluation networks per seed")
     p.add_argument("--epochs", type=int, default=300, help="evaluation epochs")
     p.add_argument("--method-options", default="{}", help="JSON dict of extra method settings")
-    p.add_argument("--out", required=True, help="JSON file of results (resumed if present)")
+    p.add_argument("--out", required=True, help="output folder (its finished units are kept)")
+    add_layout_flags(p)
     a = p.parse_args(argv)
+    try:
+        return _main(a)
+    except InputError as e:
+        print(f"condense_table: error: {e}", file=sys.stderr)
+        return 2
+
+
+def _main(a: argparse.Namespace) -> int:
     methods = a.methods.split(",")
     ipcs = [int(i) for i in a.ipcs.split(",")]
     seeds = [int(s) for s in a.seeds.split(",")]
     extra = {"progress": False, **json.loads(a.method_options)}
     settings = {"data": a.data, "iterations": a.iterations, "runs": a.runs, "epochs": a.epochs,
-                "method_options": extra, "torch": torch.__version__, "threads": torch.get_num_threads(),
-                "machine": f"{platform.machine()} {os.cpu_count()} cpus, "
-                           f"{'cuda' if torch.cuda.is_available() else 'no GPU'}"}
-    results = {}
-    if os.path.exists(a.out):  # resume, but never mix figures made with other settings
-        with open(a.out) as f:
-            cached = json.load(f)
-        changed = [k for k in SAME_SETTINGS if cached["settings"].get(k) != settings[k]]
-        if changed:
-            p.error(f"{a.out} holds results made with other {', '.join(changed)}; give another --out")
-        results = cached["results"]
-    data = load_data(a.data)
-    cfg = TrainConfig(epochs=a.epochs)
-
-    def record(key, fn):
-        if key in results:
-            return
-        t0 = time.time()
-        results[key] = {**fn(), "seconds": round(time.time() - t0, 1)}
-        atomic_write_text(json.dumps({"settings": settings, "results": results}, indent=1), a.out)
-        print(f"{key}: {100 * results[key]['acc']:.2f}%  ({results[key]['seconds']} s)", flush=True)
-
+                "method_options": extra}  # a folder's figures share these
+    info = {"torch": torch.__version__, "threads": torch.get_num_threads(),
+            "machine": f"{platform.machine()} {os.cpu_count()} cpus, "
+                       f"{'cuda' if torch.cuda.is_available() else 'no GPU'}"}
+    units = {}
     for seed in seeds:
         if "full" in methods:
-            record(f"full/seed{seed}", lambda: {"acc": evaluate(data.x_train, data.y_train, data, a.runs,
-                                                                   seed, cfg=cfg)["mean"]})
+            units[unit_key("full", None, seed)] = {"method": "full", "seed": seed}
         for ipc in ipcs:
             for name in (m for m in methods if m != "full"):
-                def run():
-                    syn = build(name, ipc, seed, a.iterations, extra).condense(data)
-                    x, y = syn.for_data(data)
-                    return {"acc": evaluate(x, y, data, a.runs, seed, cfg=cfg)["mean"],
-                            "condense_s": syn.meta["wall_time_s"]}
-                record(f"{name}/ipc{ipc}/seed{seed}", run)
+                units[unit_key(name, ipc, seed)] = {"method": name, "ipc": ipc, "seed": seed}
+    layout = layout_of(a)
+    data = load_data(a.data)  # bad data stops the run here, before any unit
+    sweep = Sweep(a.out, settings)
+    sweep.plan(units, info)
 
-    print(f"\n{a.data}: test accuracy (%), mean ± std over seeds {seeds}; {a.runs} evaluation "
-          f"networks per seed, {a.epochs} epochs; condensation {a.iterations} iterations\n")
-    print("| method | " + " | ".join(f"IPC {i}" for i in ipcs) + " |")
-    print("|---|" + "---|" * len(ipcs))
+    problems = run(sweep, list(units), TableUnit(a.data, a.iterations, a.runs, a.epochs, extra), layout,
+                   extra.get("device", "auto"), announce)
+    results = sweep.results(list(units))
+    lines = [f"{a.data}: test accuracy (%), mean ± std over seeds {seeds}; {a.runs} evaluation "
+             f"networks per seed, {a.epochs} epochs; condensation {a.iterations} iterations", "",
+             "| method | " + " | ".join(f"IPC {i}" for i in ipcs) + " |", "|---|" + "---|" * len(ipcs)]
+
+    def accs(name, ipc):
+        return [results[k]["acc"] for k in (unit_key(name, ipc, s) for s in seeds) if k in results]
+
     for name in methods:
         if name == "full":
-            cells = [summary([results[f"full/seed{s}"]["acc"] for s in seeds])]
-            print(f"| whole training set ({len(data.y_train)} images) | " + " | ".join(cells * len(ipcs)) + " |")
-            continue
-        cells = [summary([results[f"{name}/ipc{i}/seed{s}"]["acc"] for s in seeds]) for i in ipcs]
-        print(f"| {name} | " + " | ".join(cells) + " |")
-    return 0
+            lines.append(f"| whole training set ({len(data.y_train)} images) | "
+                         + " | ".join([summary(accs("full", None))] * len(ipcs)) + " |")
+        else:
+            lines.append(f"| {name} | " + " | ".join(summary(accs(name, i)) for i in ipcs) + " |")
+    left = [k for k in units if k not in results]
+    if left:
+        lines += ["", f"not finished yet ({len(left)}): {', '.join(left)}"]
+    with sweep.report_lock():
+        atomic_write_text("\n".join(lines) + "\n", os.path.join(a.out, "table.md"))
+    print("\n" + "\n".join(lines))
+    for line in problems:
+        print(f"condense_table: {line}: run the same command again to finish it", file=sys.stderr)
+    return 1 if problems else 0
+
+
+def announce(key: str, r: dict) -> None:
+    """A line per finished unit, printed by the process that ran it."""
+    built = f"  ({r['condense_s']:.1f} s to build)" if "condense_s" in r else ""
+    print(f"{key}: {100 * r['acc']:.2f}%{built}", flush=True)
 
 
 if __name__ == "__main__":

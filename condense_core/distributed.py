@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
@@ -26,6 +27,7 @@ class Shard:
 
     @classmethod
     def current(cls) -> "Shard":
+        """This process's share: its rank in the process group, or the whole without one."""
         if dist.is_available() and dist.is_initialized():
             return cls(dist.get_rank(), dist.get_world_size())
         return cls()
@@ -58,10 +60,11 @@ def launched_by_torchrun() -> bool:
     return "TORCHELASTIC_RUN_ID" in os.environ or int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
-def init_from_env(device: str) -> str:
+def init_from_env(device: str, timeout: timedelta | None = None) -> str:
     """Join the process group torchrun describes (gloo on CPU, nccl on CUDA) and return this rank's
     device; without torchrun, `device` unchanged. Called by the command line, not by the library:
-    a script that runs under torchrun sets up its own group and the methods shard on their own."""
+    a script that runs under torchrun sets up its own group and the methods shard on their own.
+    `timeout`: how long a collective may wait for the slowest rank (torch's default if None)."""
     if not launched_by_torchrun() or dist.is_initialized():
         return device
     from .runtime import resolve_device
@@ -70,9 +73,9 @@ def init_from_env(device: str) -> str:
     if dev.type == "cuda":
         local = int(os.environ.get("LOCAL_RANK", "0"))
         torch.cuda.set_device(local)
-        dist.init_process_group("nccl", device_id=torch.device("cuda", local))
+        dist.init_process_group("nccl", device_id=torch.device("cuda", local), timeout=timeout)
         return f"cuda:{local}"
-    dist.init_process_group("gloo")
+    dist.init_process_group("gloo", timeout=timeout)
     return str(dev)
 
 

@@ -19,6 +19,7 @@ import os
 import re
 import socket
 import tempfile
+from contextlib import contextmanager
 from typing import Iterable
 
 from .errors import InputError, Interrupted
@@ -48,10 +49,10 @@ def check_output_file(path: str, flag: str = "--out", inputs: Iterable[tuple[str
 def check_output_folder(path: str, flag: str = "--out", inputs: Iterable[tuple[str, str]] = ()) -> None:
     """`path` can be made (or is) a folder the run can write in, and is no input of the run."""
     _check_text(path, flag)
+    _check_not_an_input(path, flag, inputs)
     if os.path.exists(path) and not os.path.isdir(path):
         raise InputError(f"{flag} {path} is a file; give a folder")
     _check_writable_folder(os.path.abspath(path), flag, path)
-    _check_not_an_input(path, flag, inputs)
 
 
 def _check_text(path, flag: str) -> None:
@@ -133,35 +134,19 @@ class OutputLock:
         return False
 
     def acquire(self) -> None:
-        try:
-            import fcntl
-        except ImportError:  # no flock (Windows): run unlocked
-            return
         self._made_folders()
-        while True:
-            try:
-                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
-            except OSError as e:
-                raise InputError(f"{self.flag} {self.output}: cannot create the lock {self.path} "
-                                 f"({e.strerror})") from None
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
-                holder = _record(fd)
-                os.close(fd)
-                who = f"pid {holder.get('pid')} on {holder.get('host')}" if holder else "another process"
-                raise InputError(f"{self.flag} {self.output} is being written by another run ({who}); "
-                                 f"wait for it to end, or give another {self.flag}") from None
-            try:  # a run that ended removed the file between our open and our lock: lock the new one
-                current = os.path.samestat(os.fstat(fd), os.stat(self.path))
-            except FileNotFoundError:
-                current = False
-            if current:
-                break
-            os.close(fd)
-        self.interrupted = _record(fd)
-        os.ftruncate(fd, 0)
-        os.write(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname()}).encode())
+        try:
+            fd, holder = take_lock(self.path)
+        except OSError as e:
+            raise InputError(f"{self.flag} {self.output}: cannot create the lock {self.path} "
+                             f"({e.strerror})") from None
+        if fd is None:
+            who = f"pid {holder.get('pid')} on {holder.get('host')}" if holder else "another process"
+            raise InputError(f"{self.flag} {self.output} is being written by another run ({who}); "
+                             f"wait for it to end, or give another {self.flag}")
+        if fd < 0:  # no flock (Windows): run unlocked
+            return
+        self.interrupted = holder
         self._fd = fd
         self._remove_stale_temporaries()
 
@@ -226,6 +211,48 @@ class OutputLock:
             except OSError:
                 break
         self._made = []
+
+
+def take_lock(path: str, wait: bool = False) -> tuple[int | None, dict | None]:
+    """Take the exclusive `fcntl.flock` of the file `path` (made if missing) and write this
+    process's record (pid, host) into it. Returns (fd, the record found there before: a holder
+    that died without removing the file), or, when a live process holds it and not `wait`,
+    (None, that holder's record). Without flock (Windows): (-1, None), unlocked."""
+    try:
+        import fcntl
+    except ImportError:
+        return -1, None
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except OSError:
+            holder = _record(fd)
+            os.close(fd)
+            return None, holder
+        try:  # a holder that ended removed the file between our open and our lock: lock the new one
+            current = os.path.samestat(os.fstat(fd), os.stat(path))
+        except FileNotFoundError:
+            current = False
+        if current:
+            break
+        os.close(fd)
+    before = _record(fd)
+    os.ftruncate(fd, 0)
+    os.write(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname()}).encode())
+    return fd, before
+
+
+@contextmanager
+def held(path: str):
+    """For the duration, the lock of the file `path` (waiting for a holder to let it go): for
+    short critical sections of processes sharing a folder."""
+    fd, _ = take_lock(path, wait=True)
+    try:
+        yield
+    finally:
+        if fd is not None and fd >= 0:
+            os.close(fd)
 
 
 def _record(fd: int) -> dict | None:

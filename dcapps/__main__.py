@@ -2,4 +2,5 @@ import sys
 
 from dcapps.cli import main
 
-sys.exit(main())
+if __name__ == "__main__":  # not again in a spawned worker process
+    sys.exit(main())

@@ -1,30 +1,40 @@
 """`dcapps nas rank-eval`: does a proxy rank architectures the way the whole data does?
 
 On a seeded random sample of architectures, each is trained on every proxy and on the whole
-training set (same initial weights, same protocol). For each proxy we report the Spearman and
-Kendall rank correlations with whole-data accuracy (over all architectures and over the top 10
-by whole-data accuracy), the whole-data accuracy of the architecture the proxy would pick, and
-the training time against whole-data training. Proxies compared in one run: the given files
-(DM, LCMat, ...), a random and a herding subset of the same size, and the whole data trained for
-few epochs ("early stopping", the same number of training images seen as one proxy run).
+training set (same initial weights, same protocol), and scored by the zero-cost proxies
+(`nas.zero_cost`) at the same initial weights on one seeded real batch. For each proxy we report
+the Spearman and Kendall rank correlations with whole-data accuracy (over all architectures and
+over the top 10 by whole-data accuracy), the whole-data accuracy of the architecture the proxy
+would pick, and its cost against whole-data training. Proxies compared in one run: the given
+files (DM, LCMat, ...), a random and a herding subset of the same size, the whole data trained
+for few epochs ("early stopping", the same number of training images seen as one proxy run),
+and the four zero-cost scores.
+
+An architecture is a unit of a `condense_core.sweep` folder: units can run in several processes
+or shards, and the result is made from the finished units. The subsets are built once per
+folder (`DIR/proxies/`) and read like the given files.
 """
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 from dataclasses import asdict, dataclass, replace
 
 import torch
 
-from condense_core import InputError, SyntheticSet, TrainConfig, make_method
+from condense_core import InputError, SyntheticSet, TrainConfig, load_data, make_method
 from condense_core.data import ImageData
-from condense_core.runtime import make_generator, progress
+from condense_core.outputs import held
+from condense_core.runtime import make_generator
 
 from .space import architectures, arch_name
-from .trial import train_candidate
+from .trial import initial_network, train_candidate
+from .zero_cost import PROXIES as ZERO_COST, score_all
 
 BASELINES = ("random", "herding", "early")
 TOP = 10
+ZERO_COST_BATCH = 64  # real images the zero-cost proxies score an architecture on (the papers use 64-128)
 
 
 @dataclass
@@ -47,13 +57,13 @@ def sample_architectures(space: dict[str, list], n: int, seed: int) -> list[dict
     return [pool[i] for i in order[:n].tolist()]
 
 
-def file_proxies(sets: list[tuple[str, SyntheticSet]], data: ImageData, cfg: TrainConfig) -> list[Proxy]:
-    """Proxies from (path, SyntheticSet) pairs, named `method ipcN` (plus the file name on a clash);
-    the time that built each set comes from its metadata."""
+def file_proxies(sets: list[tuple[str, str, SyntheticSet]], data: ImageData, cfg: TrainConfig) -> list[Proxy]:
+    """Proxies from (name, path, SyntheticSet): named `method ipcN` unless named (plus the file
+    name on a clash); the time that built each set comes from its metadata."""
     out: list[Proxy] = []
-    for path, syn in sets:
+    for name, path, syn in sets:
         x, y = syn.for_data(data)
-        name = f"{syn.meta.get('method', 'proxy')} ipc{syn.ipc}"
+        name = name or f"{syn.meta.get('method', 'proxy')} ipc{syn.ipc}"
         if any(p.name == name for p in out):
             name += f" ({os.path.basename(path)})"
         out.append(Proxy(name, x, y, cfg, float(syn.meta.get("wall_time_s") or 0.0)))
@@ -67,21 +77,95 @@ def check_baselines(baselines: list[str]) -> None:
         raise InputError(f"--baselines: unknown {', '.join(unknown)} (choose from {', '.join(BASELINES)} or none)")
 
 
-def baseline_proxies(data: ImageData, baselines: list[str], ipc: int, cfg: TrainConfig, seed: int,
-                     device: str = "auto") -> list[Proxy]:
-    """Random and herding subsets with `ipc` images per class, and early stopping on the whole
-    data with as many training images seen as `cfg.epochs` over the subset."""
-    check_baselines(baselines)
+def check_zero_cost(names: list[str]) -> None:
+    unknown = sorted(set(names) - set(ZERO_COST))
+    if unknown:
+        raise InputError(f"--zero-cost: unknown {', '.join(unknown)} (choose from {', '.join(ZERO_COST)} or none)")
+
+
+def built_proxies(folder: str, data: ImageData, methods: list[tuple[str, str]], ipc: int, seed: int,
+                  device: str = "auto", options: dict | None = None) -> list[tuple[str, str]]:
+    """(name, path) of the sets of `methods` ((kind, name): the random and herding subsets,
+    condensers such as dm, idm, m3d) with `ipc` images per class and `seed`, in
+    `folder/proxies/`, built there by the first process that needs each (their build time, in
+    their metadata, counts in the proxy's cost). `options` go to the methods that have them."""
+    from condense_core.registry import method_class
+    from condense_core.settings import applicable
+
     out = []
-    for name in ("random", "herding"):
-        if name in baselines:
-            syn = make_method("select", name, ipc=ipc, seed=seed, device=device).condense(data)
-            out.append(Proxy(f"{name} subset ipc{ipc}", syn.images, syn.labels, cfg, syn.meta["wall_time_s"]))
-    if "early" in baselines:
-        n_proxy = ipc * len(data.present_labels())
-        epochs = max(1, round(cfg.epochs * n_proxy / len(data.y_train)))
-        out.append(Proxy(f"whole data, {epochs} ep", data.x_train, data.y_train, replace(cfg, epochs=epochs)))
+    for kind, name in methods:
+        path = os.path.join(folder, "proxies", f"{name}-ipc{ipc}-seed{seed}.pt")
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with held(path + ".lock"):
+            if not os.path.exists(path):
+                settings = applicable(method_class(kind, name), {"device": device, "progress": False, **(options or {})})
+                make_method(kind, name, ipc=ipc, seed=seed, **settings).condense(data).save(path)
+        out.append((f"{name} subset ipc{ipc}" if kind == "select" else "", path))
     return out
+
+
+def early_stopping(data: ImageData, ipc: int, cfg: TrainConfig) -> Proxy:
+    """The whole data trained for as many images seen as `cfg.epochs` over an `ipc` subset."""
+    n_proxy = ipc * len(data.present_labels())
+    epochs = max(1, round(cfg.epochs * n_proxy / len(data.y_train)))
+    return Proxy(f"whole data, {epochs} ep", data.x_train, data.y_train, replace(cfg, epochs=epochs))
+
+
+def file_digest(path: str) -> str:
+    """What identifies a proxy file in a folder's settings: its contents' SHA-256."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+class ArchUnit:
+    """One architecture, run where it is sent (picklable; data and proxies loaded once per
+    process): whole-data training, training on every proxy, the zero-cost scores."""
+
+    def __init__(self, data: tuple, files: list[tuple[str, str]], early: bool, ipc: int, cfg: TrainConfig,
+                 full_cfg: TrainConfig, seed: int, zero_cost: list[str]):
+        self.data, self.files, self.early, self.ipc = data, files, early, ipc
+        self.cfg, self.full_cfg, self.seed, self.zero_cost = cfg, full_cfg, seed, zero_cost
+        self._loaded = None
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_loaded": None}
+
+    def proxies(self) -> tuple[ImageData, list[Proxy]]:
+        if self._loaded is None:
+            data = load_data(*self.data)
+            proxies = file_proxies([(n, p, SyntheticSet.load(p)) for n, p in self.files], data, self.cfg)
+            if self.early:
+                proxies.append(early_stopping(data, self.ipc, self.cfg))
+            self._loaded = data, proxies
+        return self._loaded
+
+    def __call__(self, unit: dict, device: str) -> dict:
+        data, proxies = self.proxies()
+        arch = unit["arch"]
+        full = train_candidate(arch, data.x_train, data.y_train, data, self.full_cfg, self.seed, device)
+        row = {"arch": arch_name(arch), "params": full["params"], "full": full["accuracy"],
+               "full_s": full["train_time_s"], "proxies": {}}
+        for p in proxies:
+            r = train_candidate(arch, p.x, p.y, data, p.cfg, self.seed, device)
+            row["proxies"][p.name] = {"accuracy": r["accuracy"], "seconds": r["train_time_s"]}
+        if self.zero_cost:
+            net, _ = initial_network(arch, data, self.seed, device)
+            x, y = zero_cost_batch(data, self.seed)
+            scores = score_all(net, x.to(next(net.parameters()).device), y.to(next(net.parameters()).device),
+                               self.zero_cost)
+            row["zero_cost"] = {n: {"score": s.score, "seconds": round(s.seconds, 4)} for n, s in scores.items()}
+        return row
+
+
+def zero_cost_batch(data: ImageData, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The real batch every architecture's zero-cost scores are computed on: `ZERO_COST_BATCH`
+    training images drawn from `seed`."""
+    g = make_generator(seed, "cpu", "zero-cost")
+    pick = torch.randperm(len(data.y_train), generator=g)[:ZERO_COST_BATCH]
+    return data.x_train[pick], data.y_train[pick]
 
 
 def correlations(proxy_acc: list[float], full_acc: list[float], top: int = TOP) -> dict:
@@ -102,33 +186,29 @@ def correlations(proxy_acc: list[float], full_acc: list[float], top: int = TOP) 
     return out
 
 
-def rank_eval(data: ImageData, proxies: list[Proxy], archs: list[dict], full_cfg: TrainConfig,
-              seed: int = 0, device: str = "auto", show_progress: bool = False) -> dict:
-    """Train every architecture on every proxy and on the whole data; compare the rankings."""
-    if not proxies:
-        raise InputError("nothing to compare: give --proxy files or baselines")
-    rows = []
-    for arch in progress(archs, desc="architectures", enabled=show_progress):
-        full = train_candidate(arch, data.x_train, data.y_train, data, full_cfg, seed, device)
-        row = {"arch": arch_name(arch), "params": full["params"], "full": full["accuracy"],
-               "full_s": full["train_time_s"]}
-        for p in proxies:
-            r = train_candidate(arch, p.x, p.y, data, p.cfg, seed, device)
-            row[p.name], row[p.name + " s"] = r["accuracy"], r["train_time_s"]
-        rows.append(row)
+def rank_eval(rows: list[dict], proxies: list[Proxy], full_cfg: TrainConfig, seed: int, data: ImageData,
+              zero_cost: list[str]) -> dict:
+    """Compare the rankings of the finished architectures' `rows` (in sample order)."""
     full_acc = [r["full"] for r in rows]
     full_s = sum(r["full_s"] for r in rows)
     best = max(range(len(rows)), key=lambda i: full_acc[i])
     summary = []
+
+    def row_of(name, values, seconds, images, epochs, make_s):
+        pick = max(range(len(rows)), key=lambda i: values[i])
+        return {"proxy": name, "images": images, "epochs": epochs, **correlations(values, full_acc),
+                "picked": rows[pick]["arch"], "picked_full_accuracy": full_acc[pick],
+                "train_s": round(seconds, 2), "make_s": round(make_s, 2),
+                "speedup_train": _ratio(full_s, seconds), "speedup": _ratio(full_s, seconds + make_s)}
+
     for p in proxies:
-        acc = [r[p.name] for r in rows]
-        pick = max(range(len(rows)), key=lambda i: acc[i])
-        seconds = sum(r[p.name + " s"] for r in rows)
-        summary.append({"proxy": p.name, "images": len(p.y), "epochs": p.cfg.epochs,
-                        **correlations(acc, full_acc), "mean_proxy_accuracy": sum(acc) / len(acc),
-                        "picked": rows[pick]["arch"], "picked_full_accuracy": full_acc[pick],
-                        "train_s": round(seconds, 2), "make_s": round(p.make_s, 2),
-                        "speedup_train": _ratio(full_s, seconds), "speedup": _ratio(full_s, seconds + p.make_s)})
+        acc = [r["proxies"][p.name]["accuracy"] for r in rows]
+        summary.append({**row_of(p.name, acc, sum(r["proxies"][p.name]["seconds"] for r in rows), len(p.y),
+                                 p.cfg.epochs, p.make_s), "mean_proxy_accuracy": sum(acc) / len(acc)})
+    for name in zero_cost:
+        scores = [r["zero_cost"][name]["score"] for r in rows]
+        summary.append({**row_of(name, scores, sum(r["zero_cost"][name]["seconds"] for r in rows),
+                                 ZERO_COST_BATCH, 0, 0.0), "zero_cost": True})
     return {"archs": len(rows), "seed": seed, "data": data.spec, "full_train": asdict(full_cfg),
             "full_images": len(data.y_train),
             "proxy_train": {p.name: asdict(p.cfg) for p in proxies},

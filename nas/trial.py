@@ -8,7 +8,8 @@ architecture given on the command line, for debugging:
     python -m nas.trial --setup DIR/trial.json --params '{"depth": 2, "width": 64}'
 
 `DIR/trial.json` (written by `dcapps nas init`) holds the data spec, the proxy file (relative to
-DIR) and the training settings, so the trial needs nothing but that folder.
+DIR) and the training settings, so the trial needs nothing but that folder (and, for a data spec
+that did not travel in it, the data at the same path).
 """
 from __future__ import annotations
 
@@ -29,6 +30,16 @@ from condense_core.settings import check
 from .space import arch_name, check_arch
 
 
+def initial_network(arch: dict, data: ImageData, seed: int = 0, device: str = "auto"
+                    ) -> tuple[torch.nn.Module, torch.Generator]:
+    """The ConvNet `arch` for `data` with its initial weights, which depend only on `seed` and
+    the architecture, and the generator that then orders its training batches."""
+    arch = check_arch(arch)
+    dev = resolve_device(device)
+    g = make_generator(seed, dev, "nas", arch_name(arch))
+    return reinitialize(build_model("ConvNet", data.channels, data.num_classes, data.image_size, **arch), g).to(dev), g
+
+
 def train_candidate(arch: dict, x: torch.Tensor, y: torch.Tensor, data: ImageData, cfg: TrainConfig,
                     seed: int = 0, device: str = "auto", on_epoch=None) -> dict:
     """Train the ConvNet `arch` from scratch on (x, y) and test it on `data`'s test split.
@@ -38,23 +49,21 @@ def train_candidate(arch: dict, x: torch.Tensor, y: torch.Tensor, data: ImageDat
     `on_epoch(epoch, accuracy)` receives the test accuracy after each epoch when given.
     Returns accuracy, parameter count and training seconds.
     """
-    arch = check_arch(arch)
-    dev = resolve_device(device)
-    g = make_generator(seed, dev, "nas", arch_name(arch))
-    net = reinitialize(build_model("ConvNet", data.channels, data.num_classes, data.image_size, **arch), g).to(dev)
-    hook = None
-    if on_epoch is not None:
-        def hook(epoch, model):
-            on_epoch(epoch, test_accuracy(model, data.x_test, data.y_test))
+    net, g = initial_network(arch, data, seed, device)
+
+    def tested(epoch, model):
+        on_epoch(epoch, test_accuracy(model, data.x_test, data.y_test))
+
     t0 = time.time()
-    train_model(net, x, y, cfg, g, on_epoch=hook)
+    train_model(net, x, y, cfg, g, on_epoch=tested if on_epoch is not None else None)
     seconds = time.time() - t0
     return {"accuracy": test_accuracy(net, data.x_test, data.y_test),
             "params": sum(p.numel() for p in net.parameters()), "train_time_s": round(seconds, 3)}
 
 
 def read_setup(path: str) -> dict:
-    """The trial's settings file; the proxy path is made absolute (relative to the file)."""
+    """The trial's settings file; the proxy path (and the data file when it travels in the
+    folder, `data_in_folder`) is made absolute (relative to the file)."""
     try:
         with open(path) as f:
             setup = json.load(f)
@@ -65,7 +74,10 @@ def read_setup(path: str) -> dict:
     missing = [k for k in ("data", "proxy", "train", "seed") if k not in setup]
     if missing:
         raise InputError(f"{path}: trial setup is missing {', '.join(missing)}")
-    setup["proxy"] = os.path.join(os.path.dirname(os.path.abspath(path)), setup["proxy"])
+    folder = os.path.dirname(os.path.abspath(path))
+    setup["proxy"] = os.path.join(folder, setup["proxy"])
+    if setup.get("data_in_folder"):
+        setup["data"] = os.path.join(folder, setup["data"])
     return setup
 
 

@@ -47,15 +47,17 @@ def table(summary: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
-def write_report(out: str, cfg, results: list[dict]) -> dict:
-    """Write every output file of a run (`cfg`, a `CLConfig`) into `out`; returns the summary."""
+def write_report(out: str, cfg, results: list[dict], missing: list[str] = ()) -> dict:
+    """Write every output file of a run (`cfg`, a `CLConfig`) into `out` from its finished units
+    (`results`, at least one), naming the planned units not finished (`missing`); returns the
+    summary."""
     cfg = cfg.as_dict()
     summary = summarize(results)
-    atomic_write_text(json.dumps({"config": cfg, "summary": summary, "runs": results}, indent=1),
-                      os.path.join(out, "results.json"))
+    atomic_write_text(json.dumps({"config": cfg, "summary": summary, "runs": results, "missing": list(missing)},
+                                 indent=1), os.path.join(out, "results.json"))
     atomic_write_text(_csv(results), os.path.join(out, "results.csv"))
     plot_accuracy(summary, cfg, os.path.join(out, "accuracy.png"))
-    atomic_write_text(_markdown(cfg, summary, results), os.path.join(out, "report.md"))
+    atomic_write_text(_markdown(cfg, summary, results, missing), os.path.join(out, "report.md"))
     return summary
 
 
@@ -69,7 +71,7 @@ def _csv(results: list[dict]) -> str:
     return buf.getvalue()
 
 
-def _markdown(cfg: dict, summary: dict, results: list[dict]) -> str:
+def _markdown(cfg: dict, summary: dict, results: list[dict], missing: list[str]) -> str:
     first = results[0]
     memory = (f"{cfg['memory']['ipc']} images per class" if cfg["memory"]["ipc"] is not None
               else f"{cfg['memory']['mem_size']} images in all")
@@ -97,6 +99,9 @@ def _markdown(cfg: dict, summary: dict, results: list[dict]) -> str:
         cells = [f"{100 * m:.1f} ± {100 * d:.1f}" for m, d in zip(s["accuracy"]["mean"], s["accuracy"]["std"])]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines += ["", "![accuracy](accuracy.png)", ""]
+    if missing:
+        lines += [f"**Not finished yet ({len(missing)} units, not in the figures above):** "
+                  + ", ".join(f"`{k}`" for k in missing), ""]
     if pictures:
         lines += ["Memories after the last experience: " + ", ".join(f"[{p}]({p})" for p in pictures), ""]
     return "\n".join(lines)

@@ -1,67 +1,105 @@
 """Run every strategy of a config for every seed, one finished unit at a time.
 
 A unit is one (strategy, seed): a fresh model trained experience by experience through
-Avalanche, evaluated after each experience on the test data of every class seen so far. Each
-finished unit is written atomically to `DIR/units/<strategy>-seed<S>.json`, so a run that is
-interrupted starts again where it stopped; `DIR/config.json` holds the settings the units were
-made with, and a different config for the same folder is refused rather than mixed in. Files
-found there are read and checked before the first unit starts; a damaged one is refused, naming
-it, never taken as a result.
+Avalanche, evaluated after each experience on the test data of every class seen so far. The
+output folder is a `condense_core.sweep.Sweep`: each finished unit is written atomically to
+`DIR/units/<strategy>-seed<S>.json`, so a run that is interrupted starts again where it
+stopped, and any number of processes (workers, torchrun ranks, shards on other machines) can
+share the units of one folder. `DIR/sweep.json` holds the settings the units were made with, and
+a different config for the same folder is refused rather than mixed in. Files found there are
+read and checked before the first unit starts; a damaged one is refused, naming it, never taken
+as a result. The report is made from the finished units on disk, whoever ran them.
 """
 from __future__ import annotations
 
-import json
 import os
 import re
 import time
-from typing import Callable
+from functools import partial
 
 import torch
 
 from condense_core import ImageData, InputError, build_model, load_data
 from condense_core.networks import check_fits, reinitialize
-from condense_core.runtime import make_generator, progress, resolve_device
-from condense_core.synthetic import SyntheticSet, atomic_write_text
+from condense_core.runtime import make_generator, resolve_device
+from condense_core.sweep import Layout, Sweep, run
+from condense_core.synthetic import SyntheticSet
 
 from .benchmarks import class_order, experience_sizes, make_benchmark
-from .config import CLConfig, check_split
+from .config import CLConfig, check_split, validate
 from .strategies import build_strategy, check_memory_methods
 
 
-def unit_path(out: str, strategy: str, seed: int) -> str:
-    return os.path.join(out, "units", f"{strategy}-seed{seed}.json")
+def unit_key(strategy: str, seed: int) -> str:
+    return f"{strategy}-seed{seed}"
 
 
-def run_config(cfg: CLConfig, out: str, seeds: list[int] | None = None, tensorboard: bool = False,
-               show_progress: bool = True, on_unit: Callable[[dict], None] | None = None) -> list[dict]:
-    """Run (or resume) every unit of `cfg` into `out`; returns the unit results in order.
+def plan(cfg: CLConfig) -> dict[str, dict]:
+    """The units of `cfg` (key -> parameters), seed by seed in the config's strategy order."""
+    return {unit_key(name, s): {"strategy": name, "seed": s} for s in cfg.seeds for name in cfg.strategies}
 
-    Everything is checked before the first unit starts: the data (with a test split), the split,
+
+def open_run(cfg: CLConfig, out: str) -> Sweep:
+    """Check everything before the first unit starts: the data (with a test split), the split,
     the model, every strategy's memory method with its settings, that `out` holds no other
-    config's results and that the units already there are whole.
-    """
-    seeds = seeds or cfg.seeds
+    config's results and that the units already there are whole; then add the config's units
+    to the folder's plan."""
     data = load_data(cfg.data, cfg.root, cfg.download)
     data.check_test_split()
     check_split(cfg, data.num_classes)
-    device = resolve_device(cfg.device)
-    new_model(cfg, data, seeds[0])  # a bad model option fails now, with its name
+    resolve_device(cfg.device)
+    new_model(cfg, data, cfg.seeds[0])  # a bad model option fails now, with its name
     check_memory_methods(cfg, data)
-    _claim_folder(out, cfg)
-    units = [(s, name) for s in seeds for name in cfg.strategies]
-    done = {(s, name): read_unit(unit_path(out, name, s), name, s, cfg.experiences) for s, name in units
-            if os.path.exists(unit_path(out, name, s))}
-    results = []
-    for seed, name in progress(units, desc="units", enabled=show_progress):
-        if (seed, name) in done:
-            result = {**done[seed, name], "resumed": True}
-        else:
-            result = run_unit(cfg, data, name, seed, out, device, tensorboard)
-            atomic_write_text(json.dumps(result, indent=1), unit_path(out, name, seed))
-        results.append(result)
-        if on_unit is not None:
-            on_unit(result)
-    return results
+    sweep = Sweep(out, cfg.settings())
+    sweep.plan(plan(cfg), {"config": cfg.as_dict()})
+    sweep.results(list(plan(cfg)), unit_check(cfg))
+    return sweep
+
+
+def run_config(cfg: CLConfig, out: str, layout: Layout = Layout(), tensorboard: bool = False,
+               announce=None) -> list[str]:
+    """Run (or resume) this layout's share of the units of `cfg` in `out`; returns what went
+    wrong in a worker (empty if nothing). `announce(key, result)` is called after each unit, in
+    the process that ran it."""
+    sweep = open_run(cfg, out)
+    return run(sweep, list(plan(cfg)), UnitWork(cfg, out, tensorboard), layout, cfg.device, announce,
+               unit_check(cfg))
+
+
+def finished(out: str, cfg: CLConfig | None = None) -> tuple[CLConfig, list[dict], list[str]]:
+    """The config of the units planned in `out` (the last run's settings, every planned strategy
+    and seed), the finished units' results in plan order and the keys of those not finished."""
+    sweep = Sweep(out)
+    record = sweep.record()
+    if cfg is None:
+        units = list(record["units"].values())
+        config = record["info"].get("config")
+        try:
+            cfg = validate({**config, "strategies": list(dict.fromkeys(u["strategy"] for u in units)),
+                            "seeds": list(dict.fromkeys(u["seed"] for u in units))})
+        except (InputError, TypeError, KeyError) as e:
+            raise InputError(f"{sweep.file}: not the record of a cl run ({e})") from None
+    keys = [unit_key(name, s) for s in cfg.seeds for name in cfg.strategies]
+    results = sweep.results(keys, unit_check(cfg))
+    return cfg, list(results.values()), [k for k in keys if k not in results]
+
+
+class UnitWork:
+    """One unit of a config, run where it is sent (a picklable callable for spawned workers);
+    the data is loaded once per process."""
+
+    def __init__(self, cfg: CLConfig, out: str, tensorboard: bool):
+        self.cfg, self.out, self.tensorboard = cfg, out, tensorboard
+        self._data: ImageData | None = None
+
+    def __call__(self, params: dict, device: str) -> dict:
+        if self._data is None:
+            self._data = load_data(self.cfg.data, self.cfg.root, self.cfg.download)
+        return run_unit(self.cfg, self._data, params["strategy"], params["seed"], self.out,
+                        resolve_device(device), self.tensorboard)
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_data": None}
 
 
 UNIT_KEYS = {"strategy": str, "seed": int, "accuracy": list, "final_accuracy": (int, float),
@@ -69,46 +107,21 @@ UNIT_KEYS = {"strategy": str, "seed": int, "accuracy": list, "final_accuracy": (
              "memory_time_s": (int, float), "classes_per_experience": list, "device": str}
 
 
-def _read_json(path: str) -> object:
-    """The JSON in `path`; a file cut short or edited by hand is an input error naming it."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except (OSError, ValueError) as e:  # ValueError: bad JSON or bad UTF-8
-        raise InputError(f"{path}: not readable JSON ({type(e).__name__}; a run cut short?): delete it, "
-                         "or give another --out") from None
+def unit_check(cfg: CLConfig):
+    return partial(check_unit, experiences=cfg.experiences)
 
 
-def read_unit(path: str, strategy: str, seed: int, experiences: int) -> dict:
-    """A finished unit's result, checked: the keys the report reads, with the right types, for
-    this strategy and seed, one accuracy per experience."""
-    unit = _read_json(path)
-    bad = not isinstance(unit, dict) or any(
-        not isinstance(unit.get(k), t) or isinstance(unit.get(k), bool) for k, t in UNIT_KEYS.items())
+def check_unit(path: str, unit: dict, params: dict, experiences: int) -> None:
+    """Refuse a unit file that is not a finished unit of its strategy and seed: the keys the
+    report reads, with the right types, one accuracy per experience."""
+    strategy, seed = params.get("strategy"), params.get("seed")
+    bad = any(not isinstance(unit.get(k), t) or isinstance(unit.get(k), bool) for k, t in UNIT_KEYS.items())
     if not bad:
         bad = (unit["strategy"] != strategy or unit["seed"] != seed or len(unit["accuracy"]) != experiences
                or not all(isinstance(a, (int, float)) and not isinstance(a, bool) for a in unit["accuracy"]))
     if bad:
         raise InputError(f"{path}: not a finished unit of {strategy} seed {seed} (damaged or edited): "
                          "delete it to run the unit again, or give another --out")
-    return unit
-
-
-def _claim_folder(out: str, cfg: CLConfig) -> None:
-    """Write `out/config.json`, or check that the one already there has the same settings."""
-    path = os.path.join(out, "config.json")
-    mine = json.loads(json.dumps(cfg.settings()))
-    if os.path.exists(path):
-        theirs = _read_json(path)
-        if not isinstance(theirs, dict):
-            raise InputError(f"{path}: not a config of dcapps cl run: delete it, or give another --out")
-        changed = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
-        if changed:
-            raise InputError(f"{out} holds results made with different settings ({', '.join(changed)}, "
-                             f"recorded in {path}); use another --out or delete it")
-        return
-    os.makedirs(out, exist_ok=True)
-    atomic_write_text(json.dumps(mine, indent=1), path)
 
 
 def new_model(cfg: CLConfig, data: ImageData, seed: int) -> torch.nn.Module:
@@ -129,8 +142,10 @@ def run_unit(cfg: CLConfig, data: ImageData, name: str, seed: int, out: str, dev
 
     RNGManager.set_random_seeds(seed)  # Avalanche's data loaders shuffle from the global RNGs
     bench = make_benchmark(data, cfg.experiences, seed, cfg.first_experience_classes)
-    with open(os.path.join(out, "log.txt"), "a") as log:
-        log.write(f"\n===== {name} seed {seed} =====\n")
+    log_path = os.path.join(out, "logs", unit_key(name, seed) + ".txt")
+    os.makedirs(os.path.dirname(log_path), exist_ok=True)
+    with open(log_path, "w") as log:
+        log.write(f"===== {name} seed {seed} =====\n")
         evaluator = make_evaluator(log, os.path.join(out, "tensorboard", f"{name}-seed{seed}") if tensorboard else None)
         strategy = build_strategy(name, cfg, new_model(cfg, data, seed), data.num_classes, seed, evaluator, device)
         timer = CallbackTimer([p for p in strategy.plugins if p is not strategy.evaluator])
@@ -157,12 +172,12 @@ def run_unit(cfg: CLConfig, data: ImageData, name: str, seed: int, out: str, dev
               "class_order": class_order(data.num_classes, seed),
               "classes_per_experience": experience_sizes(data.num_classes, cfg.experiences,
                                                          cfg.first_experience_classes),
-              "device": str(device), "settings": cfg.settings()}
+              "device": device.type, "settings": cfg.settings()}
     memory = memory_set(strategy, data)
     if memory is not None:
         result["memory_images"] = len(memory)
         result["memory_png"] = os.path.relpath(memory.save_grid(
-            os.path.join(out, "memories", f"{name}-seed{seed}.png")), out)
+            os.path.join(out, "memories", unit_key(name, seed) + ".png")), out)
     return result
 
 
@@ -219,7 +234,7 @@ class CallbackTimer:
 
 def memory_set(strategy, data: ImageData) -> SyntheticSet | None:
     """The replay memory a strategy holds at the end, as a SyntheticSet (None without memory)."""
-    for holder in strategy.plugins:
+    for holder in (strategy, *strategy.plugins):
         found = _memory_of(holder)
         if found is not None:
             x, y = found
@@ -229,7 +244,10 @@ def memory_set(strategy, data: ImageData) -> SyntheticSet | None:
 
 def _memory_of(holder):
     """(images, labels) held by an Avalanche storage policy (a SyntheticBuffer's sets or any
-    buffer of real samples), if `holder` has one."""
+    buffer of real samples, as plugins and DER keep them) or by iCaRL's plugin, if `holder` has
+    one."""
+    if getattr(holder, "x_memory", None):  # iCaRL: the exemplars of each class
+        return torch.cat(holder.x_memory).cpu(), torch.tensor([int(c) for ys in holder.y_memory for c in ys])
     policy = getattr(holder, "storage_policy", None)
     if policy is None or len(policy.buffer) == 0:
         return None

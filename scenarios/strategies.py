@@ -4,7 +4,9 @@ Every strategy gets the same model (freshly initialised from the seed), the same
 epochs and mini-batch size, and the same memory: `memory.ipc` images per class (a fixed share
 for every class, as DMReplay stores) or a total of `memory.mem_size` images (shared among the
 classes seen so far). `naive` and `joint` keep no memory; `joint` is the upper bound that sees
-all experiences at once.
+all experiences at once. `icarl` and `der` are Avalanche's own `ICaRL` (herding memory and a
+nearest-mean-of-exemplars classifier on the model's embedding) and `DER` (dark experience
+replay: a memory of images with the logits they had), at the same number of stored images.
 """
 from __future__ import annotations
 
@@ -95,6 +97,37 @@ def _replay(cfg, common, num_classes, seed):
     return Naive(**common, plugins=[ReplayPlugin(storage.max_size, storage_policy=storage)])
 
 
+class Embedding(torch.nn.Module):
+    """The embedding half of a dcapps network (`net.embed`), as iCaRL's feature extractor."""
+
+    def __init__(self, net: torch.nn.Module):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net.embed(x)
+
+
+def _icarl(cfg, common, num_classes, seed):
+    """iCaRL with `ipc` images of every class seen (or `mem_size` shared by them)."""
+    from avalanche.training.supervised import ICaRL
+
+    net = common.pop("model")
+    common.pop("criterion")  # iCaRL trains with its own distillation loss
+    per_class = cfg.memory.ipc is not None
+    return ICaRL(**common, feature_extractor=Embedding(net), classifier=net.classifier,
+                 memory_size=cfg.memory.ipc if per_class else cfg.memory.mem_size, buffer_transform=None,
+                 fixed_memory=not per_class)
+
+
+def _der(cfg, common, num_classes, seed):
+    """DER with a class-balanced memory of `ipc` x classes (or `mem_size`) images and their logits."""
+    from avalanche.training.supervised import DER
+
+    size = cfg.memory.ipc * num_classes if cfg.memory.ipc is not None else cfg.memory.mem_size
+    return DER(**common, mem_size=size)
+
+
 def _gdumb(cfg, common, num_classes, seed):
     from avalanche.training.supervised import GDumb
 
@@ -132,6 +165,8 @@ BUILDERS: dict[str, Callable] = {
     "replay": _replay,
     "herding": partial(_memory_plugin, strategy="herding"),
     "gdumb": _gdumb,
+    "icarl": _icarl,
+    "der": _der,
     "dmreplay": partial(_dmreplay, strategy="dmreplay"),
     "lcmatreplay": partial(_dmreplay, strategy="lcmatreplay"),
     "idmreplay": partial(_dmreplay, strategy="idmreplay"),

@@ -32,3 +32,13 @@ def digits_npz(tmp_path, digits_arrays):
     path = tmp_path / "digits.npz"
     np.savez(path, x_train=x_tr, y_train=y_tr, x_test=x_te, y_test=y_te)
     return str(path)
+
+
+@pytest.fixture(scope="session")
+def proxy(tmp_path_factory, digits):
+    """A tiny real proxy set for the NAS tests: 2 random digits per class."""
+    from condense_core import make_method
+
+    path = str(tmp_path_factory.mktemp("proxy") / "proxy.pt")
+    make_method("select", "random", ipc=2, seed=0).condense(digits).save(path)
+    return path

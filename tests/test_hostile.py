@@ -407,16 +407,18 @@ def test_a_config_that_is_not_utf8_is_refused(tmp_path, capsys):
     refused(capsys, ["cl", "run", path, "--out", tmp_path / "o"], str(path), "UTF-8")
 
 
-@pytest.mark.parametrize("damaged", ["units/naive-seed0.json", "config.json"])
+@pytest.mark.parametrize("damaged", ["units/naive-seed0.json", "sweep.json"])
 @pytest.mark.parametrize("content", ['{"strategy": "naive", "seed"', "[]", '{"strategy": "naive"}'])
 def test_a_damaged_file_in_a_cl_folder_is_refused_before_any_unit(tmp_path, capsys, monkeypatch, damaged, content):
+    from condense_core.sweep import Sweep
     from scenarios import runner
     from scenarios.config import load_config
+    from scenarios.runner import plan
 
     monkeypatch.setattr(runner, "run_unit", lambda *a, **k: pytest.fail("a unit started"))
     config, out = write_yaml(tmp_path), tmp_path / "out"
     (out / "units").mkdir(parents=True)
-    (out / "config.json").write_text(json.dumps(load_config(str(config)).settings()))
+    Sweep(str(out), load_config(str(config)).settings()).plan(plan(load_config(str(config))))
     (out / damaged).write_text(content)
     refused(capsys, ["cl", "run", config, "--out", out, "--quiet"], str(out / damaged), "delete it",
             keep=[out / damaged])

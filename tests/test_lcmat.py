@@ -7,7 +7,7 @@ import torch.nn.functional as F
 
 from condense_core import SyntheticSet, make_method, method_class
 from condense_core.methods.lcmat import (LCMatC, LCMatS, curvature_distances, facility_location, head_factors,
-                                 top_variance_hessian)
+                                         mean_matching, top_variance_hessian)
 from dcapps.cli import main
 
 SMALL = {"model_options": {"width": 8}, "device": "cpu"}
@@ -57,6 +57,23 @@ def test_facility_location_picks_one_per_cluster_and_distinct():
     assert len(set(facility_location(same, 7).tolist())) == 7
 
 
+def test_mean_matching_is_the_explicit_greedy():
+    head, f, y = small_head(n=12, c=3)
+    y = torch.zeros_like(y)  # one class, as the selector calls it
+    a, u, q, v = head_factors(head, f, y)
+    h = top_variance_hessian(q, v, 5)
+    g = torch.einsum("nc,nd->ncd", a, u).flatten(1)
+    for eps in (0.0, 0.3):
+        chosen = []
+        for t in range(1, 6):  # the greedy written out on explicit per-sample gradients
+            cost = [float("inf") if j in chosen else
+                    ((g.mean(0) - g[chosen + [j]].mean(0)).norm()
+                     + eps * (h.mean(0) - h[chosen + [j]].mean(0)).abs().sum()).item() for j in range(12)]
+            chosen.append(int(torch.tensor(cost).argmin()))
+        assert mean_matching(a, u, h, eps, 5).tolist() == chosen
+    assert len(set(mean_matching(a, u, h, 0.0, 12).tolist())) == 12  # all rows, each once
+
+
 def test_curvature_term_is_differentiable_in_the_synthetic_images(digits):
     method = LCMatC(ipc=1, **SMALL)
     net = method.network(digits, torch.device("cpu"), torch.Generator().manual_seed(0))
@@ -90,6 +107,9 @@ def test_selector_returns_ipc_distinct_real_images_per_class(digits):
     assert len(set(idx.tolist())) == 12 and syn.labels.tolist() == [0] * 4 + [3] * 4 + [8] * 4
     assert torch.equal(syn.images, data.x_train[idx]) and torch.equal(syn.labels, data.y_train[idx])
     assert syn.meta["method"] == "lcmat" and syn.meta["k"] == 20 and syn.meta["eps"] == 0.01
+    assert syn.meta["objective"] == "mean"
+    fl = make_method("select", "lcmat", ipc=4, k=20, selection_epochs=1, objective="facility", **SMALL).condense(data)
+    assert len(set(fl.meta["indices"])) == 12 and fl.labels.tolist() == syn.labels.tolist()
 
 
 @pytest.mark.parametrize("pool_size", [0, 1])
@@ -120,6 +140,7 @@ def test_cli_select_and_condense(tmp_path, digits_arrays):
 
 
 @pytest.mark.parametrize("command,flags", [("select", ["--k", "0"]), ("select", ["--eps", "-0.1"]),
+                                           ("select", ["--objective", "worst"]),
                                            ("condense", ["--rho", "-1"]),
                                            ("condense", ["--pool-size", "-1"])])
 def test_bad_flags_exit_2_with_one_line(tmp_path, capsys, command, flags):

@@ -18,16 +18,6 @@ from nas.space import FULL, architectures, check_space, load_space, to_nni
 NNICTL = os.path.join(os.path.dirname(sys.executable), "nnictl")
 
 
-@pytest.fixture(scope="module")
-def proxy(tmp_path_factory, digits):
-    """A tiny real proxy: 2 random digits per class."""
-    from condense_core import make_method
-
-    path = str(tmp_path_factory.mktemp("proxy") / "proxy.pt")
-    make_method("select", "random", ipc=2, seed=0).condense(digits).save(path)
-    return path
-
-
 def run_cli(capsys, *argv):
     rc = main(list(argv))
     out, err = capsys.readouterr()
@@ -129,24 +119,39 @@ def test_correlations_and_sampling_are_exact_and_seeded():
     assert len({json.dumps(a) for a in sample_architectures(space, 72, 0)}) == 72
 
 
+def _timings_aside(x):
+    if isinstance(x, dict):
+        return {k: _timings_aside(v) for k, v in x.items()
+                if not k.endswith(("_s", "seconds")) and not k.startswith("speedup")}
+    return [_timings_aside(v) for v in x] if isinstance(x, list) else x
+
+
 def test_rank_eval_compares_proxies_with_whole_data(tmp_path, capsys, proxy):
-    out = tmp_path / "rank.json"
+    out = tmp_path / "rank"
     space = tmp_path / "space.json"  # three cheap architectures: the activations of a 1-layer, 32-wide net
     space.write_text(json.dumps({"depth": [1], "width": [32], "act": ["sigmoid", "relu", "leakyrelu"]}))
-    rc, text, err = run_cli(capsys, "nas", "rank-eval", "--data", "digits", "--proxy", proxy, "--archs", "3",
-                            "--space", str(space),
-                            "--epochs", "3", "--full-epochs", "1", "--baselines", "random,early",
-                            "--out", str(out), "--quiet", "--json")
+    args = ["nas", "rank-eval", "--data", "digits", "--proxy", proxy, "--archs", "3", "--space", str(space),
+            "--epochs", "3", "--full-epochs", "1", "--baselines", "random,early", "--quiet", "--json"]
+    rc, text, err = run_cli(capsys, *args, "--out", str(out))
     assert rc == 0, err
     res = json.loads(text.strip().splitlines()[-1])
-    assert res == json.loads(out.read_text())
-    assert [s["proxy"] for s in res["summary"]] == ["random ipc2", "random subset ipc2", "whole data, 1 ep"]
+    assert res == json.loads((out / "result.json").read_text()) and res["missing"] == []
+    assert [s["proxy"] for s in res["summary"]] == ["random ipc2", "random subset ipc2", "whole data, 1 ep",
+                                                    "naswot", "synflow", "grad_norm", "snip"]
     assert len(res["per_arch"]) == 3 and all(0 <= r["full"] <= 1 for r in res["per_arch"])
     for s in res["summary"]:
-        assert s["images"] in (20, 1257) and s["picked"] in {r["arch"] for r in res["per_arch"]}
+        assert s["images"] in (20, 1257, 64) and s["picked"] in {r["arch"] for r in res["per_arch"]}
         assert s["spearman"] is None or -1 <= s["spearman"] <= 1
     early = res["summary"][2]
     assert early["epochs"] == max(1, round(3 * 20 / 1257))
+    assert all(set(r["zero_cost"]) == {"naswot", "synflow", "grad_norm", "snip"} for r in res["per_arch"])
+
+    # Two shards into one folder: the same result; after the first, the second's architecture is missing.
+    shards = tmp_path / "shards"
+    rc, text, _ = run_cli(capsys, *args, "--out", str(shards), "--shard", "1/2")
+    assert rc == 0 and json.loads(text.strip().splitlines()[-1])["missing"] == ["arch001"]
+    rc, text, _ = run_cli(capsys, *args, "--out", str(shards), "--shard", "2/2")
+    assert rc == 0 and _timings_aside(json.loads(text.strip().splitlines()[-1])) == _timings_aside(res)
 
 
 def _free_port() -> int:
@@ -169,12 +174,9 @@ def _finished_trials(exp_dir) -> int:
         con.close()
 
 
-def test_nnictl_runs_a_two_trial_experiment_and_report_ranks_it(tmp_path, capsys, proxy, monkeypatch):
-    exp = tmp_path / "exp"
-    rc, _, err = run_cli(capsys, "nas", "init", "--data", "digits", "--proxy", proxy, "--out", str(exp),
-                         "--tuner", "grid", "--max-trials", "2", "--concurrency", "2", "--epochs", "2")
-    assert rc == 0, err
-    home = tmp_path / "home"  # NNI's experiment list goes here, not into the real home
+def two_trials(exp, home, wait_s: float) -> str:
+    """`nnictl create` the experiment of folder `exp` (NNI's list of experiments in `home`), wait
+    until its two trials are finished, stop it; returns its id."""
     env = {**os.environ, "HOME": str(home), "OMP_NUM_THREADS": "1"}
     port = str(_free_port())
     try:
@@ -182,12 +184,23 @@ def test_nnictl_runs_a_two_trial_experiment_and_report_ranks_it(tmp_path, capsys
                                  env=env, capture_output=True, text=True, timeout=60)
         assert created.returncode == 0, created.stdout + created.stderr
         exp_id = re.search(r"Experiment ID: (?:\x1b\[\d+m)?(\w+)", created.stdout).group(1)
-        deadline = time.time() + 75
+        deadline = time.time() + wait_s
         while _finished_trials(exp) < 2 and time.time() < deadline:
             time.sleep(1)
-        assert _finished_trials(exp) == 2, "the two trials did not finish in time"
+        logs = sorted(exp.glob("nni-experiments/*/log/nnimanager.log"))
+        assert _finished_trials(exp) == 2, logs[0].read_text()[-3000:] if logs else "no NNI manager log"
     finally:
         subprocess.run([NNICTL, "stop", "--port", port], env=env, capture_output=True, timeout=60)
+    return exp_id
+
+
+def test_nnictl_runs_a_two_trial_experiment_and_report_ranks_it(tmp_path, capsys, proxy, monkeypatch):
+    exp = tmp_path / "exp"
+    rc, _, err = run_cli(capsys, "nas", "init", "--data", "digits", "--proxy", proxy, "--out", str(exp),
+                         "--tuner", "grid", "--max-trials", "2", "--concurrency", "2", "--epochs", "2")
+    assert rc == 0, err
+    home = tmp_path / "home"  # NNI's experiment list goes here, not into the real home
+    exp_id = two_trials(exp, home, 75)
     rc, text, err = run_cli(capsys, "nas", "report", "--dir", str(exp), "--json")
     assert rc == 0, err
     res = json.loads(text.strip().splitlines()[-1])

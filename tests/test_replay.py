@@ -1,6 +1,7 @@
 """DMReplay, CondensedReplayPlugin and SyntheticBuffer on tiny class-incremental splits of digits."""
 import warnings
 
+import numpy as np
 import pytest
 import torch
 from torch.utils.data import TensorDataset
@@ -187,8 +188,6 @@ def test_memory_save_load_round_trip(digits, tmp_path):
 
 def _write_idx(path, array: "np.ndarray") -> None:
     """An uncompressed IDX file (the MNIST format) holding a uint8 array."""
-    import numpy as np
-
     header = bytes([0, 0, 8, array.ndim]) + b"".join(int(n).to_bytes(4, "big") for n in array.shape)
     path.write_bytes(header + np.ascontiguousarray(array, dtype=np.uint8).tobytes())
 

@@ -1,35 +1,46 @@
-"""`dcapps cl run CONFIG.yaml` and `dcapps demo`: scripted class-incremental comparisons.
+"""`dcapps cl run CONFIG.yaml`, `dcapps cl report DIR` and `dcapps demo`: scripted class-incremental
+comparisons.
 
 `cl run` runs every strategy of a YAML config for every seed and writes the report into
 `--out` (default `runs/cl/<name>`); run again with the same `--out`, it skips finished units.
-`demo` is `cl run digits` with the toolkit's defaults, printing the table.
+`--workers N` runs units in N local processes, `--shard I/N` one shard of them, and under
+`torchrun` the ranks share them (`condense_core.sweep`); all write into one folder, and `cl
+report` rebuilds the report from whatever units are finished. `demo` is `cl run digits` with the
+toolkit's defaults, printing the table.
 """
 from __future__ import annotations
 
 import argparse
 import os
+import sys
 import warnings
 from contextlib import contextmanager
 
-from .common import device_flag, emit_json
+from .common import add_layout_flags, device_flag, emit_json
 
-HELP = {"cl": "scripted class-incremental benchmarks: dcapps cl run CONFIG.yaml",
+HELP = {"cl": "scripted class-incremental benchmarks: dcapps cl run CONFIG.yaml | cl report DIR",
         "demo": "compare continual-learning strategies on digits (a few minutes on a CPU)"}
 DEMO_CONFIG = "digits"
 
 
 def add_arguments(name: str, p: argparse.ArgumentParser) -> None:
     if name == "cl":
-        p.add_argument("action", choices=("run",), help="run: every strategy of the config for every seed")
+        sub = p.add_subparsers(dest="cl_command", metavar="ACTION", parser_class=type(p))
+        sub.required = True
+        rep = sub.add_parser("report", help="rebuild DIR's report from its finished units; name the missing")
+        rep.add_argument("dir", metavar="DIR", help="the --out folder of cl run")
+        rep.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+        p = sub.add_parser("run", help="every strategy of the config for every seed")
         p.add_argument("config", metavar="CONFIG.yaml",
                        help="a YAML file, or a built-in name: digits, splitmnist, splitcifar10, "
                             "splitcifar100, splitcifar100-10steps")
         p.add_argument("--seeds", default=None, help="comma-separated seeds, overriding the config's")
+        add_layout_flags(p)
     p.add_argument("--out", default=None, metavar="DIR", help="output folder (default runs/cl/<name>)")
     p.add_argument("--device", type=device_flag, default=None,
                    help="auto | cpu | cuda | cuda:N (overrides the config's)")
     p.add_argument("--tensorboard", action="store_true", help="also write TensorBoard logs to DIR/tensorboard")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--quiet", action="store_true", help="no line per unit")
     p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
 
 
@@ -42,7 +53,11 @@ QUIET_MESSAGES = ("no QP solver found",)
 @contextmanager
 def other_libraries_quiet():
     """For the duration: Avalanche 0.6's own deprecation warnings and `QUIET_MESSAGES` are not
-    shown (the run's own messages and every other warning are)."""
+    shown (the run's own messages and every other warning are), in this process and in the
+    worker processes it starts (through PYTHONWARNINGS, which they read at start-up)."""
+    before = os.environ.get("PYTHONWARNINGS")
+    os.environ["PYTHONWARNINGS"] = ",".join([*filter(None, [before]), "ignore::DeprecationWarning",
+                                             *(f"ignore:{text}" for text in QUIET_MESSAGES)])
     with warnings.catch_warnings():
         show = warnings.showwarning
 
@@ -54,47 +69,79 @@ def other_libraries_quiet():
         warnings.showwarning = shown
         for text in QUIET_MESSAGES:
             warnings.filterwarnings("ignore", message=text)
-        yield
+        try:
+            yield
+        finally:
+            if before is None:
+                os.environ.pop("PYTHONWARNINGS", None)
+            else:
+                os.environ["PYTHONWARNINGS"] = before
 
 
 def run(args: argparse.Namespace) -> int:
     with other_libraries_quiet():
+        if getattr(args, "cl_command", None) == "report":
+            return _report(args)
         return _run(args)
 
 
+def announce(key: str, r: dict) -> None:
+    """One line per finished unit, printed by the process that ran it."""
+    print(f"{r['strategy']:>12} seed {r['seed']}: final accuracy {100 * r['final_accuracy']:.2f} % "
+          f"({r['train_time_s'] + r['memory_time_s']:.1f} s)", flush=True)
+
+
 def _run(args: argparse.Namespace) -> int:
+    from condense_core.distributed import Shard, finish
+    from condense_core.sweep import Layout
     from scenarios.config import config_path, load_config, parse_seeds
-    from scenarios.report import table, write_report
     from scenarios.runner import run_config
 
-    from .common import check_out_folder, lock_out
+    from .common import check_out_folder, layout_of
 
-    if args.command == "demo" and "OMP_NUM_THREADS" not in os.environ:
-        import torch
-        torch.set_num_threads(1)  # the demo's tiny networks gain nothing from more, lose much on shared cores
     cfg = load_config(DEMO_CONFIG if args.command == "demo" else args.config)
     if getattr(args, "seeds", None) is not None:
         cfg.seeds = parse_seeds(args.seeds)
     if args.device is not None:
         cfg.device = args.device
+    layout = layout_of(args) if args.command == "cl" else Layout()
     out = args.out if args.out is not None else os.path.join("runs", "cl", cfg.name)
     check_out_folder(out, [("config", config_path(args.config) if args.command == "cl" else ""),
                            ("data", cfg.data)])
+    try:
+        problems = run_config(cfg, out, layout, tensorboard=args.tensorboard,
+                              announce=None if args.quiet else announce)
+        if Shard.current().rank == 0:
+            _write_report(out, cfg, args.json)
+    finally:
+        finish()
+    for line in problems:
+        print(f"dcapps: {line}: run the same command again to finish it", file=sys.stderr)
+    return 1 if problems else 0
 
-    def announce(r: dict) -> None:
-        if not args.quiet:
-            state = "already done" if r.get("resumed") else f"{r['train_time_s'] + r['memory_time_s']:.1f} s"
-            print(f"{r['strategy']:>12} seed {r['seed']}: final accuracy {100 * r['final_accuracy']:.2f} % "
-                  f"({state})", flush=True)
 
-    with lock_out(out):  # a second run on this --out is refused while this one lives
-        results = run_config(cfg, out, tensorboard=args.tensorboard, show_progress=not args.quiet,
-                             on_unit=announce)
-        summary = write_report(out, cfg, results)
-    print(f"\n{cfg.name}: {cfg.data}, {cfg.experiences} experiences, seeds {cfg.seeds}\n")
-    print(table(summary))
-    print(f"\nwrote {os.path.join(out, 'report.md')}, results.json, results.csv, accuracy.png, log.txt")
-    if args.json:
-        emit_json({"out": out, "name": cfg.name, "seeds": cfg.seeds, "summary": summary,
-                   "report": os.path.join(out, "report.md")})
+def _report(args: argparse.Namespace) -> int:
+    _write_report(args.dir, None, args.json)
     return 0
+
+
+def _write_report(out: str, cfg, as_json: bool) -> None:
+    """The report of every finished unit of `out` planned by `cfg` (None: by every run on
+    `out`, with the last run's settings), printed and written."""
+    from condense_core.sweep import Sweep
+    from scenarios.report import table, write_report
+    from scenarios.runner import finished
+
+    with Sweep(out).report_lock():
+        cfg, results, missing = finished(out, cfg)
+        summary = write_report(out, cfg, results, missing) if results else {}
+    print(f"\n{cfg.name}: {cfg.data}, {cfg.experiences} experiences, seeds {cfg.seeds}\n")
+    print(table(summary) if results else "no unit is finished yet")
+    if missing:
+        print(f"\nnot finished yet ({len(missing)}): {', '.join(missing)}")
+    if results:
+        print(f"\nwrote {os.path.join(out, 'report.md')}, results.json, results.csv, accuracy.png; "
+              f"logs in {os.path.join(out, 'logs')}")
+    if as_json:
+        emit_json({"out": out, "name": cfg.name, "seeds": cfg.seeds, "summary": summary, "missing": missing,
+                   "report": os.path.join(out, "report.md")})

@@ -41,6 +41,24 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     add_output_arguments(p)
 
 
+def add_layout_flags(p: argparse.ArgumentParser) -> None:
+    """--workers N, --shard I/N: how a sweep's units are shared out (`condense_core.sweep`)."""
+    p.add_argument("--workers", type=at_least(1), default=1,
+                   help="local worker processes taking units in turn (spread over the GPUs; on a CPU "
+                        "each unit runs with one thread, so use one worker per core)")
+    p.add_argument("--shard", default=None, metavar="I/N",
+                   help="run shard I of N only (e.g. one job of a SLURM array); every shard writes "
+                        "into the same --out")
+
+
+def layout_of(args: argparse.Namespace):
+    """The `condense_core.sweep.Layout` of --workers and --shard."""
+    from condense_core.sweep import Layout, parse_shard
+
+    shard, shards = parse_shard(args.shard) if args.shard is not None else (0, 1)
+    return Layout(workers=args.workers, shard=shard, shards=shards)
+
+
 def add_setting_flags(p: argparse.ArgumentParser, classes: dict[str, type], skip: tuple = (),
                       required: tuple = ()) -> None:
     """One flag per declared setting of the classes (`lr_img` -> `--lr-img`; a bool gets

@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import argparse
+import os
 
-from .common import add_data_arguments, add_run_arguments, add_setting_flags, at_least, emit_json
+from .common import add_data_arguments, add_layout_flags, add_run_arguments, add_setting_flags, at_least, emit_json
 
 HELP = {"nas": "proxy NAS with NNI: init an nnictl experiment, report its ranking, rank-eval a proxy"}
 TUNER_CHOICES = ("grid", "random", "tpe", "evolution")  # no Anneal: it breaks on numpy 2
@@ -35,6 +36,17 @@ def add_arguments(name: str, p: argparse.ArgumentParser) -> None:
     init.add_argument("--tuner", default="tpe", choices=TUNER_CHOICES)
     init.add_argument("--max-trials", type=at_least(1), default=20)
     init.add_argument("--concurrency", type=at_least(1), default=1)
+    init.add_argument("--training-service", default="local", choices=("local", "remote"),
+                      help="where trials run: this machine, or --machine hosts over SSH (local)")
+    init.add_argument("--machine", action="append", default=[], metavar="USER@HOST[:PORT]",
+                      help="a remote machine (repeat for several; port 22 unless given)")
+    init.add_argument("--ssh-key", default=None, metavar="PATH",
+                      help="private key NNI logs in to the machines with (~/.ssh/id_rsa)")
+    init.add_argument("--python", default=None, metavar="PATH",
+                      help="the Python that runs trials, with dcapps and NNI installed, at this path on "
+                           "every machine (default: this one)")
+    init.add_argument("--manager-ip", default=None, metavar="ADDRESS",
+                      help="address the machines reach this one at (default: NNI's guess)")
     _add_training(init)
     add_run_arguments(init)
 
@@ -47,14 +59,27 @@ def add_arguments(name: str, p: argparse.ArgumentParser) -> None:
 
     ev = sub.add_parser("rank-eval", help="rank correlation of proxies against whole-data training")
     add_data_arguments(ev)
-    ev.add_argument("--proxy", action="append", required=True, metavar="FILE.pt",
+    ev.add_argument("--proxy", action="append", default=[], metavar="FILE.pt",
                     help="a proxy SyntheticSet (repeat to compare several)")
+    ev.add_argument("--condense", default="", metavar="NAMES",
+                    help="comma list of condensers (dm, idm, m3d, ...) whose proxies rank-eval builds "
+                         "itself, with --ipc and the seed; their build time counts in their cost")
+    ev.add_argument("--ipc", type=at_least(1), default=None,
+                    help="images per class of the built proxies and subsets (default: the first --proxy's)")
+    ev.add_argument("--condense-options", default="{}", metavar="JSON",
+                    help="settings for the built proxies' methods, each to those that have it "
+                         "(e.g. '{\"iterations\": 300}')")
     ev.add_argument("--space", default="small", help="full | small | FILE.json")
     ev.add_argument("--archs", type=int, default=20, help="architectures sampled from the space (20)")
     ev.add_argument("--full-epochs", type=at_least(1), default=100, help="epochs on the whole data (100)")
     ev.add_argument("--baselines", default="random,herding,early",
                     help="comma list of random, herding, early (or none)")
-    ev.add_argument("--out", default=None, metavar="FILE.json", help="also write the full result")
+    ev.add_argument("--zero-cost", default="naswot,synflow,grad_norm,snip",
+                    help="comma list of zero-cost proxies: naswot, synflow, grad_norm, snip (or none)")
+    ev.add_argument("--out", default=None, metavar="DIR",
+                    help="folder of the run: its finished architectures are kept, result.json written "
+                         "(needed with --workers and --shard)")
+    add_layout_flags(ev)
     _add_training(ev)
     add_run_arguments(ev)
 
@@ -67,9 +92,11 @@ def _init(args) -> int:
     from nas.config import init_experiment
 
     res = init_experiment(args.out, args.data, args.proxy, _training(args), args.root, args.download,
-                          args.space, args.tuner, args.max_trials, args.concurrency, args.seed, args.device)
+                          args.space, args.tuner, args.max_trials, args.concurrency, args.seed, args.device,
+                          args.training_service, args.machine, args.ssh_key, args.python, args.manager_ip)
+    where = f" on {', '.join(res['machines'])}" if res["machines"] else ""
     print(f"wrote {res['config']}: {res['architectures']} architectures, tuner {res['tuner']}, "
-          f"{res['max_trials']} trials on a {res['proxy_images']}-image proxy\n"
+          f"{res['max_trials']} trials on a {res['proxy_images']}-image proxy{where}\n"
           f"run it with: nnictl create --config {res['config']} --port 8080")
     if args.json:
         emit_json(res)
@@ -93,45 +120,109 @@ def _report(args) -> int:
     return 0
 
 
+def _names(text: str) -> list[str]:
+    return [b for b in text.split(",") if b and b != "none"]
+
+
 def _rank_eval(args) -> int:
-    from nas.rank_eval import check_baselines
+    import tempfile
+    from contextlib import nullcontext
 
-    from .common import check_out, lock_out
+    from condense_core import InputError
+    from condense_core.registry import method_class
+    from nas.rank_eval import check_baselines, check_zero_cost
 
-    baselines = [b for b in args.baselines.split(",") if b and b != "none"]
-    check_baselines(baselines)
-    if args.out is None:
-        return _rank_eval_run(args, baselines)
-    check_out(args.out, [("--data", args.data), ("--space", args.space), *(("--proxy", p) for p in args.proxy)])
-    with lock_out(args.out):
-        return _rank_eval_run(args, baselines)
+    from .common import check_out_folder, layout_of
+
+    check_baselines(_names(args.baselines))
+    check_zero_cost(_names(args.zero_cost))
+    for name in _names(args.condense):
+        method_class("condense", name)  # an unknown condenser, named, before any work
+    if not (args.proxy or _names(args.condense) or _names(args.baselines) or _names(args.zero_cost)):
+        raise InputError("nothing to compare: give --proxy FILE.pt, --condense NAMES, --baselines or --zero-cost")
+    if args.ipc is None and not args.proxy and (_names(args.condense) or _names(args.baselines)):
+        raise InputError("--condense and --baselines need --ipc (or a --proxy file to take it from)")
+    _condense_options(args)
+    layout = layout_of(args)
+    if args.out is None and (layout.workers > 1 or layout.shards > 1):
+        raise InputError("--workers and --shard need --out (the folder every process writes into)")
+    if args.out is not None:
+        check_out_folder(args.out, [("--data", args.data), ("--space", args.space),
+                                    *(("--proxy", p) for p in args.proxy)])
+    with nullcontext(args.out) if args.out is not None else tempfile.TemporaryDirectory() as out:
+        return _rank_eval_run(args, out, layout)
 
 
-def _rank_eval_run(args, baselines: list[str]) -> int:
+def _condense_options(args) -> dict:
     import json
-    from dataclasses import replace
+
+    from condense_core import InputError
+
+    try:
+        options = json.loads(args.condense_options)
+    except json.JSONDecodeError:
+        options = None
+    if not isinstance(options, dict):
+        raise InputError(f"--condense-options must be a JSON mapping, got {args.condense_options!r}")
+    return options
+
+
+def announce_arch(key: str, row: dict) -> None:
+    """A line per finished architecture, printed by the process that ran it."""
+    print(f"{key} {row['arch']}: whole data {100 * row['full']:.2f}% ({row['full_s']:.1f} s)", flush=True)
+
+
+def _rank_eval_run(args, out: str, layout) -> int:
+    import json
+    import sys
+    from dataclasses import asdict, replace
 
     from condense_core import SyntheticSet, load_data
+    from condense_core.sweep import Sweep, run
     from condense_core.synthetic import atomic_write_text
-    from nas.rank_eval import baseline_proxies, file_proxies, format_table, rank_eval, sample_architectures
+    from nas.rank_eval import ArchUnit, built_proxies, file_digest, format_table, rank_eval, sample_architectures
     from nas.space import load_space
 
+    baselines, zero_cost = _names(args.baselines), _names(args.zero_cost)
     cfg = _training(args)
+    full_cfg = replace(cfg, epochs=args.full_epochs)
     archs = sample_architectures(load_space(args.space), args.archs, args.seed)
-    sets = [(path, SyntheticSet.load(path)) for path in args.proxy]
+    for path in args.proxy:
+        SyntheticSet.load(path)  # every file is checked before any work
+    ipc = args.ipc if args.ipc is not None or not args.proxy else SyntheticSet.load(args.proxy[0]).ipc
+    condense, options = _names(args.condense), _condense_options(args)
     data = load_data(args.data, args.root, args.download)
     data.check_test_split()  # every architecture is tested on it
-    proxies = file_proxies(sets, data, cfg)
-    proxies += baseline_proxies(data, baselines, sets[0][1].ipc, cfg, args.seed, args.device)
-    res = rank_eval(data, proxies, archs, replace(cfg, epochs=args.full_epochs),
-                    args.seed, args.device, not args.quiet)
-    res["space"] = args.space
-    res["proxy_files"] = args.proxy
+    settings = {"data": args.data, "root": args.root, "archs": archs, "seed": args.seed, "training": asdict(cfg),
+                "full_epochs": args.full_epochs, "proxies": [file_digest(p) for p in args.proxy],
+                "baselines": baselines, "zero_cost": zero_cost, "ipc": ipc, "condense": condense,
+                "condense_options": options}
+    sweep = Sweep(out, settings)
+    units = {f"arch{i:03d}": {"arch": arch} for i, arch in enumerate(archs)}
+    sweep.plan(units, {"space": args.space, "proxy_files": args.proxy})
+    built = [("condense", n) for n in condense] + [("select", n) for n in ("random", "herding") if n in baselines]
+    files = [("", p) for p in args.proxy] + built_proxies(out, data, built, ipc, args.seed, args.device, options)
+    work = ArchUnit((args.data, args.root, args.download), files, "early" in baselines, ipc, cfg, full_cfg,
+                    args.seed, zero_cost)
+    problems = run(sweep, list(units), work, layout, args.device, None if args.quiet else announce_arch)
+    with sweep.report_lock():
+        done = sweep.results(list(units))
+        missing = [k for k in units if k not in done]
+        if not done:
+            print("no architecture is finished yet")
+            return 1 if problems else 0
+        res = rank_eval(list(done.values()), work.proxies()[1], full_cfg, args.seed, data, zero_cost)
+        res.update(space=args.space, proxy_files=args.proxy, missing=missing)
+        if args.out is not None:
+            atomic_write_text(json.dumps(res, indent=2, default=str) + "\n", os.path.join(out, "result.json"))
     print(f"{res['archs']} architectures from the {args.space} space, seed {args.seed}, {args.data}")
     print(format_table(res))
-    if args.out:
-        atomic_write_text(json.dumps(res, indent=2, default=str) + "\n", args.out)
-        print(f"wrote {args.out}")
+    if missing:
+        print(f"not finished yet ({len(missing)}): {', '.join(missing)}")
+    if args.out is not None:
+        print(f"wrote {os.path.join(out, 'result.json')}")
+    for line in problems:
+        print(f"dcapps: {line}: run the same command again to finish it", file=sys.stderr)
     if args.json:
         emit_json(res)
-    return 0
+    return 1 if problems else 0

@@ -1,0 +1,264 @@
+"""Independent units of a benchmark run, shared out over processes and machines.
+
+A sweep is an output folder with one JSON file per finished unit (`DIR/units/KEY.json`, written
+atomically) and `DIR/sweep.json`: the settings every unit was made with, which a run of other
+settings is refused, and the units planned so far (each with its parameters), which says what
+is still missing. Any number of processes may work on one folder at once, on one machine or on
+several sharing the file system: local workers (`Layout.workers`), the ranks of a torchrun job,
+and shards started by a scheduler (`Layout.shard` of `Layout.shards`). Shards split the planned
+units statically (unit i belongs to shard i % shards); the processes of a shard take its units
+in order, each unit only while holding its claim, an `fcntl.flock` on `DIR/claims/KEY.lock`
+that records the holder's pid and host. The kernel drops the claim of a process that dies, so a
+killed worker leaves its unit unfinished and the next run on the folder takes it over.
+
+A unit's result depends only on the settings and its parameters (its work gets the parameters
+and a device, never a worker number, rank or shard), so the results are the same whatever the
+layout. Used by `dcapps cl run`, `dcapps nas rank-eval` and `benchmarks/condense_table.py`.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Callable
+
+from .errors import InputError
+from .outputs import TEMPORARY, held, take_lock
+from .synthetic import atomic_write_text
+
+RANKS_WAIT = timedelta(days=7)  # under torchrun, how long a rank that is done waits for the others
+KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+=-]*")  # a unit's key: also its file names
+SWEEP_FILE = "sweep.json"
+
+
+@dataclass(frozen=True)
+class Layout:
+    """How this command shares the work: `workers` local processes, on shard `shard` (0-based)
+    of `shards`."""
+
+    workers: int = 1
+    shard: int = 0
+    shards: int = 1
+
+    def share(self, keys: list[str]) -> list[str]:
+        """The planned units that are this shard's."""
+        return [k for i, k in enumerate(keys) if i % self.shards == self.shard]
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """`I/N` (1 <= I <= N, as a scheduler's array index counts) as the 0-based (shard, shards)."""
+    m = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text)
+    if not m or not 1 <= int(m.group(1)) <= int(m.group(2)):
+        raise InputError(f"--shard must be I/N with 1 <= I <= N (e.g. 2/4), got {text!r}")
+    return int(m.group(1)) - 1, int(m.group(2))
+
+
+Work = Callable[[dict, str], dict]  # (unit parameters, device) -> the unit's result
+Announce = Callable[[str, dict], None]  # (key, result), after each unit, in the process that ran it
+
+
+class Sweep:
+    """The units of one output folder: their plan, results and claims."""
+
+    def __init__(self, folder: str, settings: dict | None = None, flag: str = "--out"):
+        self.folder, self.flag = folder, flag
+        self.settings = json.loads(json.dumps(settings or {}))  # as it reads back from the file
+
+    def path(self, key: str, part: str = "units", ext: str = ".json") -> str:
+        return os.path.join(self.folder, part, key + ext)
+
+    def plan(self, units: dict[str, dict], info: dict | None = None) -> None:
+        """Record `units` (key -> parameters, in order) as planned, after those already planned,
+        with `info` (what a report needs beyond the settings); refuse a folder whose units were
+        made with other settings, naming the settings that differ. Made once by whichever
+        process comes first; processes starting together see one file."""
+        bad = [k for k in units if not KEY.fullmatch(k)]
+        if bad:
+            raise ValueError(f"unit keys must match {KEY.pattern}: {bad}")
+        os.makedirs(self.folder, exist_ok=True)
+        with held(os.path.join(self.folder, ".sweep.lock")):
+            record = self.record(required=False)
+            if record is None:
+                record = {"settings": self.settings, "units": {}, "info": {}}
+            else:
+                changed = sorted(k for k in set(self.settings) | set(record["settings"])
+                                 if self.settings.get(k) != record["settings"].get(k))
+                if changed:
+                    raise InputError(f"{self.folder} holds results made with different settings "
+                                     f"({', '.join(changed)}, recorded in {self.file}); use another "
+                                     f"{self.flag} or delete it")
+            record["units"] = {**record["units"], **{k: v for k, v in json.loads(json.dumps(units)).items()
+                                                     if k not in record["units"]}}
+            record["info"] = {**record["info"], **(info or {})}
+            atomic_write_text(json.dumps(record, indent=1), self.file)
+
+    @property
+    def file(self) -> str:
+        return os.path.join(self.folder, SWEEP_FILE)
+
+    def record(self, required: bool = True) -> dict | None:
+        """The folder's `sweep.json`, checked (None if there is none and not `required`)."""
+        path = self.file
+        if not os.path.exists(path):
+            if required:
+                raise InputError(f"{self.folder}: no {SWEEP_FILE} (not the output folder of a run)")
+            return None
+        record = read_json(path)
+        if (not isinstance(record, dict) or not isinstance(record.get("settings"), dict)
+                or not isinstance(record.get("units"), dict) or not isinstance(record.get("info"), dict)
+                or not all(isinstance(v, dict) for v in record["units"].values())):
+            raise InputError(f"{path}: not the record of a run (damaged or edited): delete it with the folder's "
+                             f"units, or give another {self.flag}")
+        return record
+
+    def result(self, key: str, check: Callable[[str, dict, dict], None] | None = None,
+               params: dict | None = None) -> dict | None:
+        """Unit `key`'s result if it is finished, checked by `check(path, result, params)`
+        (which raises `InputError` on a damaged one)."""
+        path = self.path(key)
+        if not os.path.exists(path):
+            return None
+        result = read_json(path)
+        if not isinstance(result, dict):
+            raise InputError(f"{path}: not a finished unit (damaged or edited): delete it to run the unit "
+                             f"again, or give another {self.flag}")
+        if check is not None:
+            check(path, result, params or {})
+        return result
+
+    def results(self, keys: list[str], check=None) -> dict[str, dict]:
+        """The finished units among `keys`, checked, in the order of `keys`."""
+        units = self.record()["units"] if check is not None else {}
+        found = {k: self.result(k, check, units.get(k)) for k in keys}
+        return {k: r for k, r in found.items() if r is not None}
+
+    def work(self, keys: list[str], work: Work, device: str, announce: Announce | None = None,
+             check=None) -> None:
+        """Run, in this process and in order, each of `keys` that is neither finished nor claimed
+        by a live process; `announce(key, result)` after each."""
+        units = self.record()["units"]
+        for key in keys:
+            if self.result(key, check, units[key]) is not None:
+                continue
+            claim = self.path(key, "claims", ".lock")
+            os.makedirs(os.path.dirname(claim), exist_ok=True)
+            fd, _ = take_lock(claim)
+            if fd is None:
+                continue  # a live process has it
+            try:
+                if self.result(key, check, units[key]) is not None:
+                    continue  # finished while we looked
+                self._remove_temporaries(key)
+                result = work(units[key], device)
+                atomic_write_text(json.dumps(result, indent=1), self.path(key))
+            finally:
+                _drop_claim(claim, fd)
+            if announce is not None:
+                announce(key, result)
+
+    def _remove_temporaries(self, key: str) -> None:
+        """The temporary files a killed holder of `key`'s claim left in the folder's sub-folders
+        (`atomic_write`'s `.NAME.XXXXXXXX.tmp` of the unit's files, named after its key)."""
+        for sub in os.listdir(self.folder):
+            folder = os.path.join(self.folder, sub)
+            if not os.path.isdir(folder):
+                continue
+            for name in os.listdir(folder):
+                if name.startswith(f".{key}.") and TEMPORARY.fullmatch(name):
+                    try:
+                        os.remove(os.path.join(folder, name))
+                    except OSError:
+                        pass
+
+    def report_lock(self):
+        """A context holding the folder's report lock (waiting for it): whoever writes the
+        report reads the units under it, so the last report written is the most complete."""
+        return held(os.path.join(self.folder, ".report.lock"))
+
+
+def _drop_claim(path: str, fd: int) -> None:
+    try:
+        os.remove(path)
+    except OSError:
+        pass
+    os.close(fd)
+
+
+def read_json(path: str) -> object:
+    """The JSON in `path`; a file cut short or edited by hand is an input error naming it."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (OSError, ValueError) as e:  # ValueError: bad JSON or bad UTF-8
+        raise InputError(f"{path}: not readable JSON ({type(e).__name__}; a run cut short?): delete it, "
+                         "or give another --out") from None
+
+
+def run(sweep: Sweep, keys: list[str], work: Work, layout: Layout, device: str,
+        announce: Announce | None = None, check=None) -> list[str]:
+    """Work on this layout's share of `keys` (all planned): in this process, or in
+    `layout.workers` spawned ones. Returns what went wrong in a worker (one line each; empty if
+    nothing), after all of them ended. Under torchrun every rank works through the same share,
+    claim by claim, and the ranks join their process group at the end and wait there for each
+    other (not before: a unit's training and condensation must run whole in its process, and
+    Avalanche and the methods would share their work out over a group they found)."""
+    import torch.distributed as dist
+
+    from .distributed import init_from_env, launched_by_torchrun
+
+    mine = layout.share(keys)
+    first = int(os.environ.get("LOCAL_RANK", "0")) * layout.workers
+    problems = []
+    if layout.workers == 1:
+        _configure(device, first)
+        sweep.work(mine, work, worker_device(device, first), announce, check)
+    else:
+        import multiprocessing as mp
+
+        ctx = mp.get_context("spawn")  # never fork a process that may hold CUDA or threads
+        procs = [ctx.Process(target=_worker, args=(sweep, mine, work, device, first + w, announce, check),
+                             name=f"worker {w + 1}")
+                 for w in range(layout.workers)]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join()
+        for p in procs:
+            if p.exitcode:
+                how = f"killed by signal {-p.exitcode}" if p.exitcode < 0 else f"exit status {p.exitcode}"
+                problems.append(f"{p.name} ended early ({how}); its unit is unfinished")
+    if launched_by_torchrun():
+        init_from_env(device, RANKS_WAIT)
+        dist.barrier()
+    return problems
+
+
+def _worker(sweep, keys, work, device, slot, announce, check) -> None:
+    _configure(device, slot)
+    try:
+        sweep.work(keys, work, worker_device(device, slot), announce, check)
+    except KeyboardInterrupt:  # Ctrl-C reaches every worker: the command line says it once
+        raise SystemExit(130) from None
+
+
+def _configure(device: str, slot: int) -> None:
+    """On a CPU, one thread per process (unless OMP_NUM_THREADS says otherwise), whatever the
+    layout: PyTorch's CPU kernels may round differently with another number of threads (the
+    demo's lcmatreplay units end up to 0.2 points apart with 2 threads and with 1), so a unit's
+    result would depend on how many workers shared the cores. More cores: more workers."""
+    import torch
+
+    if "OMP_NUM_THREADS" not in os.environ and worker_device(device, slot).startswith("cpu"):
+        torch.set_num_threads(1)
+
+
+def worker_device(device: str, slot: int) -> str:
+    """The device of local process `slot`: `cuda` (or `auto` on a machine with GPUs) spreads the
+    processes over the GPUs round robin; a device with an index, or the CPU, is kept."""
+    import torch
+
+    if device in ("auto", "cuda") and torch.cuda.is_available():
+        return f"cuda:{slot % torch.cuda.device_count()}"
+    return "cpu" if device == "auto" else device
