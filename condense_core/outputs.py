@@ -183,17 +183,7 @@ class OutputLock:
             folders = [os.path.dirname(output)]
             prefix = "." + os.path.basename(output) + "."
             mine = lambda name: name.startswith(prefix)  # noqa: E731
-        for folder in folders:
-            try:
-                names = os.listdir(folder)
-            except OSError:
-                continue
-            for name in names:
-                if TEMPORARY.fullmatch(name) and mine(name):
-                    try:
-                        os.remove(os.path.join(folder, name))
-                    except OSError:
-                        pass
+        remove_temporaries(folders, mine)
 
     def _made_folders(self) -> None:
         folder = os.path.dirname(self.path)
@@ -241,6 +231,22 @@ def take_lock(path: str, wait: bool = False) -> tuple[int | None, dict | None]:
     os.ftruncate(fd, 0)
     os.write(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname()}).encode())
     return fd, before
+
+
+def remove_temporaries(folders: Iterable[str], mine) -> None:
+    """Remove, in `folders`, the temporary files of `synthetic.atomic_write`
+    (`.NAME.XXXXXXXX.tmp`) whose names `mine(name)` accepts: what a killed writer left."""
+    for folder in folders:
+        try:
+            names = os.listdir(folder)
+        except OSError:
+            continue
+        for name in names:
+            if TEMPORARY.fullmatch(name) and mine(name):
+                try:
+                    os.remove(os.path.join(folder, name))
+                except OSError:
+                    pass
 
 
 @contextmanager

@@ -25,7 +25,7 @@ from datetime import timedelta
 from typing import Callable
 
 from .errors import InputError
-from .outputs import TEMPORARY, held, take_lock
+from .outputs import held, remove_temporaries, take_lock
 from .synthetic import atomic_write_text
 
 RANKS_WAIT = timedelta(days=7)  # under torchrun, how long a rank that is done waits for the others
@@ -160,17 +160,10 @@ class Sweep:
 
     def _remove_temporaries(self, key: str) -> None:
         """The temporary files a killed holder of `key`'s claim left in the folder's sub-folders
-        (`atomic_write`'s `.NAME.XXXXXXXX.tmp` of the unit's files, named after its key)."""
-        for sub in os.listdir(self.folder):
-            folder = os.path.join(self.folder, sub)
-            if not os.path.isdir(folder):
-                continue
-            for name in os.listdir(folder):
-                if name.startswith(f".{key}.") and TEMPORARY.fullmatch(name):
-                    try:
-                        os.remove(os.path.join(folder, name))
-                    except OSError:
-                        pass
+        (those of the unit's files, named after its key)."""
+        folders = [os.path.join(self.folder, d) for d in os.listdir(self.folder)
+                   if os.path.isdir(os.path.join(self.folder, d))]
+        remove_temporaries(folders, lambda name: name.startswith(f".{key}."))
 
     def report_lock(self):
         """A context holding the folder's report lock (waiting for it): whoever writes the

@@ -50,9 +50,10 @@ def open_run(cfg: CLConfig, out: str) -> Sweep:
     resolve_device(cfg.device)
     new_model(cfg, data, cfg.seeds[0])  # a bad model option fails now, with its name
     check_memory_methods(cfg, data)
+    units = plan(cfg)
     sweep = Sweep(out, cfg.settings())
-    sweep.plan(plan(cfg), {"config": cfg.as_dict()})
-    sweep.results(list(plan(cfg)), unit_check(cfg))
+    sweep.plan(units, {"config": cfg.as_dict()})
+    sweep.results(list(units), unit_check(cfg))
     return sweep
 
 

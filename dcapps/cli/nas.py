@@ -187,9 +187,8 @@ def _rank_eval_run(args, out: str, layout) -> int:
     cfg = _training(args)
     full_cfg = replace(cfg, epochs=args.full_epochs)
     archs = sample_architectures(load_space(args.space), args.archs, args.seed)
-    for path in args.proxy:
-        SyntheticSet.load(path)  # every file is checked before any work
-    ipc = args.ipc if args.ipc is not None or not args.proxy else SyntheticSet.load(args.proxy[0]).ipc
+    sets = [SyntheticSet.load(path) for path in args.proxy]  # every file is checked before any work
+    ipc = args.ipc if args.ipc is not None or not sets else sets[0].ipc
     condense, options = _names(args.condense), _condense_options(args)
     data = load_data(args.data, args.root, args.download)
     data.check_test_split()  # every architecture is tested on it
