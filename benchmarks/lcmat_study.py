@@ -5,13 +5,19 @@ and evaluates, on the same network, random / herding / kcenter and LCMat-S (`lcm
 `lcmat-facility`: the library's `LCMatS` with that `objective`) at each IPC; one JSON line per
 result in OUT/results.jsonl (resumed), with the accuracy and diagnostics of the picks in the
 selection network (mean loss, share misclassified, mean loss percentile within the class).
-`table OUT`: mean ± std over seeds. `scales`: LCMat-C's three terms and the norms of their
-gradients in the synthetic images (IPC 1, real batch 64, rho 1).
+`table OUT [OUT...]`: mean ± std over seeds. `condense`: LCMat-C variants and DM, built by the
+library and evaluated as `condense_table.py` evaluates (LCMat-C's pool of trained networks is
+cached per seed). `scales`: LCMat-C's three terms, the norms of their gradients in the
+synthetic images and the squared sizes of the real batch's three moments, summed over the
+classes (IPC 1, real batch 64, rho 1).
 
     OMP_NUM_THREADS=1 python benchmarks/lcmat_study.py select --data runs/fashion_small.npz \
         --seeds 0,1,2 --ipcs 10,1 --variants random,lcmat-facility,lcmat-mean,herding,kcenter \
         --epochs 200 --out runs/bench/lcmat21/fashion300
     python benchmarks/lcmat_study.py table runs/bench/lcmat21/fashion300
+    OMP_NUM_THREADS=1 python benchmarks/lcmat_study.py condense --data runs/fashion_small.npz \
+        --seeds 0,1 --ipcs 1 --variants lcmat-rho0,lcmat-pool0 --iterations 100 \
+        --batch-real 64 --runs 2 --epochs 300 --out runs/bench/lcmat21/lcmatc_fashion300
 """
 from __future__ import annotations
 
@@ -51,12 +57,14 @@ def scales(data, a):
             net.requires_grad_(False)
             tot = torch.zeros(3)
             gn = torch.zeros(3)
+            size = torch.zeros(3)  # squared sizes of the real batch's moments
             for c, idx in sorted(data.class_indices().items()):
                 perm = idx[torch.randperm(len(idx), generator=g)]
                 real = data.x_train[perm[:64]]
                 syn = data.x_train[perm[64:65]].clone().requires_grad_(True)
                 with torch.no_grad():
                     rm = [x / 64 for x in m.moments(net, net.embed(real), c)]
+                size += torch.tensor([float((r ** 2).sum()) for r in rm])
                 sm = m.moments(net, net.embed(syn), c)
                 terms = [((r - s_) ** 2).sum() for r, s_ in zip(rm, sm)]
                 terms = [terms[0], terms[1], terms[2] / 2]
@@ -68,7 +76,67 @@ def scales(data, a):
                               "dm_term": round(tot[0].item(), 4), "grad_term": round(tot[1].item(), 4),
                               "hess_term": round(tot[2].item(), 4),
                               "grad_norm_dm": round(gn[0].item(), 4), "grad_norm_g": round(gn[1].item(), 4),
-                              "grad_norm_h": round(gn[2].item(), 4)}), flush=True)
+                              "grad_norm_h": round(gn[2].item(), 4),
+                              "real_sq_mu_g_h": [round(v, 2) for v in size.tolist()]}), flush=True)
+
+
+CONDENSE_VARIANTS = {  # name -> (method, settings over LCMat-C's defaults)
+    "dm": ("dm", {}),
+    "lcmat": ("lcmat", {}),
+    "lcmat-rho0": ("lcmat", {"rho": 0.0}),
+    "lcmat-rho0.1": ("lcmat", {"rho": 0.1}),
+    "lcmat-pool0": ("lcmat", {"pool_size": 0}),
+}
+
+
+def condense(data, a):
+    """LCMat-C variants against DM at `--ipcs`, each built with the library's method and
+    evaluated as `condense_table.py` evaluates (so a variant's figure is that table's unit with
+    the same settings). The pool of trained networks depends only on the seed, `pool_size` and
+    `net_epochs`, so it is trained once per seed and kept in runs/bench/lcmat21/cache."""
+    from condense_core.methods.lcmat import LCMatC
+
+    class CachedPool(LCMatC):
+        def pool(self, data_, device):
+            path = (f"runs/bench/lcmat21/cache/pool_{os.path.basename(a.data)}_s{self.seed}"
+                    f"_n{self.pool_size}_e{self.net_epochs}.pt")
+            if os.path.exists(path):
+                nets = [self.network(data_, device, self.generator(device, "pool", i)) for i in range(self.pool_size)]
+                for net, state in zip(nets, torch.load(path)):
+                    net.load_state_dict(state)
+                return [n.requires_grad_(False) for n in nets]
+            nets = super().pool(data_, device)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            torch.save([n.state_dict() for n in nets], path + ".tmp")
+            os.replace(path + ".tmp", path)
+            return nets
+
+    cfg = TrainConfig(epochs=a.epochs)
+    out_file = os.path.join(a.out, "results.jsonl")
+    os.makedirs(a.out, exist_ok=True)
+    done = set()
+    if os.path.exists(out_file):
+        done = {(r["seed"], r["variant"], r["ipc"]) for r in map(json.loads, open(out_file))}
+    for seed in map(int, a.seeds.split(",")):
+        for ipc in map(int, a.ipcs.split(",")):
+            for v in a.variants.split(","):
+                if (seed, v, ipc) in done:
+                    continue
+                if v not in CONDENSE_VARIANTS:
+                    sys.exit(f"lcmat_study: unknown variant {v!r} ({', '.join(CONDENSE_VARIANTS)})")
+                name, opts = CONDENSE_VARIANTS[v]
+                settings = {"iterations": a.iterations, "batch_real": a.batch_real, **opts}
+                method = (CachedPool(ipc=ipc, seed=seed, **settings) if name == "lcmat"
+                          else make_method("condense", name, ipc=ipc, seed=seed, **settings))
+                syn = method.condense(data)
+                x, y = syn.for_data(data)
+                r = evaluate(x, y, data, a.runs, seed, cfg=cfg, device="cpu")
+                res = {"data": a.data, "seed": seed, "variant": v, "ipc": ipc, "acc": round(100 * r["mean"], 2),
+                       "runs": a.runs, "epochs": a.epochs, "settings": settings,
+                       "condense_s": round(syn.meta["wall_time_s"], 1)}
+                print(json.dumps(res), flush=True)
+                with open(out_file, "a") as fh:
+                    fh.write(json.dumps(res) + "\n")
 
 
 def main(argv=None):
@@ -82,10 +150,14 @@ def main(argv=None):
     p.add_argument("--variants", default="random,lcmat-mean")
     p.add_argument("--epochs", type=int, default=200)
     p.add_argument("--runs", type=int, default=1)
+    p.add_argument("--iterations", type=int, default=100, help="condense: iterations")
+    p.add_argument("--batch-real", type=int, default=64, help="condense: real images per class per iteration")
     a = p.parse_args(argv)
     data = load_data(a.data)
     if a.cmd == "scales":
         return scales(data, a)
+    if a.cmd == "condense":
+        return condense(data, a)
     cfg = TrainConfig(epochs=a.epochs)
     done = set()
     out_file = None
@@ -163,13 +235,16 @@ def main(argv=None):
                     fh.write(json.dumps(res) + "\n")
 
 
-def table(folder):
+def table(*folders):
+    """Mean ± std over seeds of every (IPC, variant) in the folders' results (one run may be
+    split over folders, e.g. a seed per process)."""
     import collections
     import statistics
     rows = collections.defaultdict(list)
-    for line in open(os.path.join(folder, "results.jsonl")):
-        r = json.loads(line)
-        rows[(r["ipc"], r["variant"])].append((r["seed"], r["acc"]))
+    for folder in folders:
+        for line in open(os.path.join(folder, "results.jsonl")):
+            r = json.loads(line)
+            rows[(r["ipc"], r["variant"])].append((r["seed"], r["acc"]))
     for (ipc, v), xs in sorted(rows.items()):
         accs = [x for _, x in sorted(xs)]
         sd = statistics.pstdev(accs) if len(accs) > 1 else 0.0
@@ -178,5 +253,5 @@ def table(folder):
 
 if __name__ == "__main__":
     if sys.argv[1:2] == ["table"]:
-        sys.exit(table(sys.argv[2]))
+        sys.exit(table(*sys.argv[2:]))
     sys.exit(main())

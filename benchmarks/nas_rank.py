@@ -70,6 +70,47 @@ def table(results: list[dict]) -> str:
     return "\n".join(rows)
 
 
+def plot(results: list[dict], path: str, title: str) -> str:
+    """Rank quality per second: Spearman (all architectures, and the top 10) against the total
+    seconds each proxy cost for all the architectures (building it plus training on it; zero-cost
+    scores: scoring), mean and std over seeds, log scale; whole-data training is the reference."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import statistics
+
+    from condense_core.synthetic import atomic_write
+
+    def stat(values):
+        return statistics.mean(values), (statistics.pstdev(values) if len(values) > 1 else 0.0)
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.2), sharey=True)
+    full_s = stat([r["full_s"] for r in results])
+    for ax, key, label in ((axes[0], "spearman", "Spearman, all architectures"),
+                           (axes[1], "spearman_top10", "Spearman, the 10 best")):
+        for i, first in enumerate(results[0]["summary"]):
+            per_seed = [r["summary"][i] for r in results]
+            cost = stat([s["train_s"] + s["make_s"] for s in per_seed])
+            rho = stat([s[key] for s in per_seed])
+            marker = "s" if first.get("zero_cost") else "o"
+            ax.errorbar(cost[0], rho[0], xerr=cost[1], yerr=rho[1], fmt=marker, capsize=3, label=first["proxy"])
+        ax.errorbar(full_s[0], 1.0, xerr=full_s[1], fmt="*", color="black", markersize=10, label="whole data")
+        ax.set_xscale("log")
+        ax.set_xlabel("total seconds for all architectures (build + train)")
+        ax.set_title(label, fontsize=10)
+        ax.set_ylim(-0.2, 1.05)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("rank correlation with whole-data accuracy")
+    axes[1].legend(fontsize=7, loc="lower right")
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    try:
+        return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
+    finally:
+        plt.close(fig)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", default="digits")
@@ -83,6 +124,7 @@ def main(argv=None) -> int:
     p.add_argument("--full-epochs", type=int, default=100, help="training epochs on the whole data")
     p.add_argument("--out-dir", default="runs/nas")
     p.add_argument("--workers", type=int, default=1, help="processes sharing the architectures")
+    p.add_argument("--plot", default=None, metavar="PNG", help="also draw rank quality against seconds there")
     args = p.parse_args(argv)
     os.makedirs(args.out_dir, exist_ok=True)
     results = [run_seed(args, int(s)) for s in args.seeds.split(",")]
@@ -92,6 +134,8 @@ def main(argv=None) -> int:
           f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, "
           f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}")
     print(table(results))
+    if args.plot:
+        print("plot:", plot(results, args.plot, f"{args.data}: {args.archs} architectures, seeds {args.seeds}"))
     return 0
 
 

@@ -7,6 +7,9 @@ synthetic batch of that class, so both see exactly the same transformation (the 
 flows to the synthetic images through a transform that also applied to the real ones). In
 independent mode (evaluation training) every sample is its own group. All randomness comes from
 the caller's `torch.Generator`, never from the clock; no operation writes in place.
+A 1 x 1 input is a vector of features (tabular data held as D x 1 x 1): no image augmentation
+applies to it, so it passes unchanged (the draws are still made, so a run's random stream does
+not depend on the input's shape).
 """
 from __future__ import annotations
 
@@ -64,6 +67,8 @@ class DSA:
         on a GPU every operation runs on every sample and each sample keeps its own (`_selected`:
         a few times the arithmetic of tiny kernels, but fixed shapes and no read from the device,
         so an iteration never waits for the GPU and can be captured as a CUDA graph)."""
+        if x.shape[-2:].numel() == 1:  # a vector of features: nothing to augment
+            return x
         op, u = op.to(x.device), u.to(device=x.device, dtype=x.dtype)
         return self._selected(x, op, u) if x.is_cuda else self._grouped(x, op, u)
 

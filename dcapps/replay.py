@@ -12,6 +12,10 @@ A memory is condensed in a few hundred iterations per experience, not DM's 20,00
 memory method starts from its `"memory"` preset (DM's: 300 iterations from herding's picks with
 larger image steps; `dcapps methods` lists the presets); `options` override any setting.
 
+Inputs: images (N x C x H x W) keep the method's network (ConvNet) and augmentation (DSA);
+vectors (N x D, e.g. tabular features) are condensed as D x 1 x 1 images through an MLP without
+image augmentation (`VECTOR_DEFAULTS`, under `options`), and replayed as vectors again.
+
 Budgets: `ipc` images per class (memory grows with the classes, as in the DM paper), or
 `mem_size` images in all, shared equally by the classes seen (`mem_size // classes`; any
 remainder stays unused). When new classes arrive under `mem_size`, every older class whose
@@ -37,12 +41,14 @@ from torch.optim import Optimizer
 from condense_core import ImageData, InputError, SyntheticSet, make_method
 from condense_core.runtime import derive_seed
 from condense_core.outputs import check_output_folder
-from condense_core.settings import check, setting
+from condense_core.registry import method_class
+from condense_core.settings import applicable, check, setting
 from condense_core.synthetic import atomic_write_text
 
 REPLAY_MODES = ("mix", "gdumb")
 SET_PATTERN = "experience_{:03d}.pt"
 PRESET = "memory"  # the settings preset every memory method starts from
+VECTOR_DEFAULTS = {"model": "MLP", "dsa": False}  # for N x D inputs: no convolution, no image augmentation
 
 
 @dataclass
@@ -80,13 +86,15 @@ class SyntheticBuffer(ExemplarsBuffer):
         self.options = dict(options or {})
         self.seed, self.device = seed, device
         self.sets: List[SyntheticSet] = []  # one per experience, in arrival order
+        self.vectors = False  # the data are N x D vectors (set by the first experience)
         self.method(1, "cpu", "check")  # unknown names or settings fail here, not after training
 
     # -- condensation -------------------------------------------------------------------------
     def method(self, ipc: int, device, *stream):
         """The memory method for `ipc` images per class, seeded from `stream`: its memory preset,
-        then `options`."""
-        return make_method(self.kind, self.method_name, PRESET, **{"device": str(device), **self.options},
+        then, for vector data, `VECTOR_DEFAULTS` (those settings it has), then `options`."""
+        inputs = applicable(method_class(self.kind, self.method_name), VECTOR_DEFAULTS) if self.vectors else {}
+        return make_method(self.kind, self.method_name, PRESET, **{"device": str(device), **inputs, **self.options},
                            ipc=ipc, seed=derive_seed(self.seed, *stream))
 
     def budget(self, n_classes: int) -> int:
@@ -108,6 +116,8 @@ class SyntheticBuffer(ExemplarsBuffer):
         """Condense `exp`'s training data (plus any stored images of its classes) into the buffer."""
         device = self.device if self.device is not None else getattr(agent_state, "device", "cpu")
         x, y, t, arity = experience_tensors(exp.dataset)
+        self.vectors = x.dim() == 2
+        x = as_images(x)
         new = sorted(set(y.tolist()))
         old = [c for c in self.classes() if c not in new]
         per_class = self.budget(len(old) + len(new))
@@ -117,7 +127,7 @@ class SyntheticBuffer(ExemplarsBuffer):
         data = _image_data(x, y)
         made = self.method(min(per_class, data.smallest_class()), device, "experience", index).condense(data)
         made.meta.update({"experience": int(index), "task_labels": tasks,
-                          "item_arity": arity})
+                          "item_arity": arity, "vectors": self.vectors})
         self.sets = [s for s in self.sets if len(s)] + [made]
         self._shrink(per_class, device, index)
         self._refresh()
@@ -191,6 +201,7 @@ class SyntheticBuffer(ExemplarsBuffer):
             raise InputError(f"{folder}: its sets do not form one memory ({type(e).__name__}: "
                              f"{str(e).splitlines()[0] if str(e) else ''})") from None
         self.sets, self.buffer = sets, buffer  # only now, together: nothing half replaced
+        self.vectors = bool(sets and sets[0].meta.get("vectors", False))
         if self.mem_size is None:
             self.max_size = self.ipc * len(self.classes())
         return self
@@ -216,7 +227,8 @@ def read_memory(folder: str) -> List[SyntheticSet]:
         arity, tasks = s.meta.get("item_arity"), s.meta.get("task_labels")
         if arity not in (2, 3) or not isinstance(tasks, dict):
             raise InputError(f"{folder}/{n}: not a replay memory set (no item_arity/task_labels)")
-        if _shape(s) != _shape(sets[0]) or arity != sets[0].meta["item_arity"]:
+        if (_shape(s) != _shape(sets[0]) or arity != sets[0].meta["item_arity"]
+                or s.meta.get("vectors", False) != sets[0].meta.get("vectors", False)):
             raise InputError(f"{folder}/{n}: its images are {_shape(s)} with {arity}-item tuples, "
                              f"{names[0]}'s are {_shape(sets[0])} with {sets[0].meta['item_arity']}: "
                              "not one memory")
@@ -243,9 +255,14 @@ def experience_tensors(dataset) -> tuple[torch.Tensor, torch.Tensor, Optional[to
     if not xs:
         raise InputError("the experience holds no training data to condense")
     x = torch.cat(xs)
-    if x.dim() != 4:
-        raise InputError(f"replay memory needs image data N x C x H x W, got shape {tuple(x.shape)}")
+    if x.dim() not in (2, 4):
+        raise InputError(f"replay memory needs images N x C x H x W or vectors N x D, got shape {tuple(x.shape)}")
     return x, torch.cat(ys), (torch.cat(ts) if ts else None), arity
+
+
+def as_images(x: torch.Tensor) -> torch.Tensor:
+    """N x D vectors as N x D x 1 x 1 images (images unchanged): the condensers' input form."""
+    return x[:, :, None, None] if x.dim() == 2 else x
 
 
 def memory_dataset(sets: Sequence[SyntheticSet]):
@@ -258,6 +275,8 @@ def memory_dataset(sets: Sequence[SyntheticSet]):
         return concat_datasets([])
     decoded = [s.training_images() for s in sets]  # multi-formation sets train on their decoded images
     x = torch.cat([images for images, _ in decoded])
+    if sets[-1].meta.get("vectors", False):  # condensed as D x 1 x 1 images, replayed as vectors
+        x = x.flatten(1)
     y = torch.cat([labels for _, labels in decoded])
     if sets[-1].meta["item_arity"] > 2:
         t = torch.tensor([int(s.meta["task_labels"].get(str(int(c)), 0)) for s, (_, labels) in zip(sets, decoded)

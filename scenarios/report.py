@@ -2,7 +2,10 @@
 
 Figures are means and (population) standard deviations over seeds, per strategy, in the
 order the config lists the strategies. Accuracies are fractions in the files and percent in
-the report and the picture.
+the report and the pictures. A unit stores what was measured (the accuracy matrix from
+Avalanche's accuracy metrics, the accuracy on the seen classes after each experience, wall
+times, the memory held); the figures CL papers report are derived from it here (`run_metrics`),
+forgetting by Avalanche's own definition.
 """
 from __future__ import annotations
 
@@ -14,13 +17,41 @@ from statistics import mean, pstdev
 
 from condense_core.synthetic import atomic_write, atomic_write_text
 
-COLUMNS = ("final_accuracy", "forgetting", "train_time_s", "memory_time_s")
+MEMORY_KEYS = ("memory_images", "memory_training_images", "memory_bytes")
+
+COLUMNS = ("final_accuracy", "average_incremental_accuracy", "forgetting", "train_time_s", "memory_time_s")
+
+
+def run_metrics(run: dict) -> dict:
+    """The figures of one unit that CL papers report, from its accuracy matrix (`per_experience`:
+    row i, after training on experience i, holds the accuracy on the test data of experiences
+    0..i) and its curve (`accuracy`: on all classes seen, after each experience):
+
+    - final accuracy: the curve's last point;
+    - average incremental accuracy (Rebuffi et al., iCaRL): the curve's mean;
+    - forgetting: Avalanche's (`avalanche.evaluation.functional.forgetting`, as its
+      `StreamForgetting`): per earlier experience, its accuracy just after it was learnt minus its
+      accuracy at the end, averaged over the experiences before the last.
+    """
+    from avalanche.evaluation.functional import forgetting
+
+    rows = run["per_experience"]
+    n = len(rows)
+    square = [[*row, *[0.0] * (n - len(row))] for row in rows]
+    return {"final_accuracy": run["accuracy"][-1],
+            "average_incremental_accuracy": mean(run["accuracy"]),
+            "forgetting": float(forgetting(square)[-1, :-1].mean()) if n > 1 else 0.0}
+
+
+def with_metrics(results: list[dict]) -> list[dict]:
+    return [{**r, **run_metrics(r)} for r in results]
 
 
 def summarize(results: list[dict]) -> dict[str, dict]:
-    """Per strategy: mean and std over seeds of each figure and of the accuracy curve."""
+    """Per strategy: mean and std over seeds of each figure, of the accuracy curve and of the
+    accuracy matrix, and the memory held (the same for every seed)."""
     by_name: dict[str, list[dict]] = {}
-    for r in results:
+    for r in with_metrics(results):
         by_name.setdefault(r["strategy"], []).append(r)
     summary = {}
     for name, runs in by_name.items():
@@ -30,20 +61,25 @@ def summarize(results: list[dict]) -> dict[str, dict]:
             s[key] = {"mean": mean(vals), "std": pstdev(vals)}
         curves = list(zip(*[r["accuracy"] for r in runs]))
         s["accuracy"] = {"mean": [mean(c) for c in curves], "std": [pstdev(c) for c in curves]}
+        s["matrix"] = [[mean(cell) for cell in zip(*rows)] for rows in zip(*[r["per_experience"] for r in runs])]
+        s["memory"] = {k: runs[0][k] for k in MEMORY_KEYS if k in runs[0]}
         summary[name] = s
     return summary
 
 
 def table(summary: dict[str, dict]) -> str:
     """The markdown table of the report (also what `dcapps demo` prints)."""
-    lines = ["| strategy | final accuracy (%) | forgetting (%) | training (s) | memory (s) | seeds |",
-             "|---|---:|---:|---:|---:|---:|"]
+    lines = ["| strategy | final accuracy (%) | average incremental (%) | forgetting (%) | training (s) "
+             "| memory (s) | memory: stored / trained on, KB | seeds |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for name, s in summary.items():
-        acc, fgt = s["final_accuracy"], s["forgetting"]
-        lines.append(f"| {name} | {100 * acc['mean']:.2f} ± {100 * acc['std']:.2f} "
-                     f"| {100 * fgt['mean']:.2f} ± {100 * fgt['std']:.2f} "
-                     f"| {s['train_time_s']['mean']:.1f} | {s['memory_time_s']['mean']:.1f} "
-                     f"| {len(s['seeds'])} |")
+        pct = lambda key: f"{100 * s[key]['mean']:.2f} ± {100 * s[key]['std']:.2f}"  # noqa: E731
+        m = s["memory"]
+        held = (f"{m['memory_images']} / {m['memory_training_images']}, {m['memory_bytes'] / 1024:.0f}"
+                if m else "none")
+        lines.append(f"| {name} | {pct('final_accuracy')} | {pct('average_incremental_accuracy')} "
+                     f"| {pct('forgetting')} | {s['train_time_s']['mean']:.1f} | {s['memory_time_s']['mean']:.1f} "
+                     f"| {held} | {len(s['seeds'])} |")
     return "\n".join(lines)
 
 
@@ -53,10 +89,12 @@ def write_report(out: str, cfg, results: list[dict], missing: list[str] = ()) ->
     summary."""
     cfg = cfg.as_dict()
     summary = summarize(results)
+    results = with_metrics(results)
     atomic_write_text(json.dumps({"config": cfg, "summary": summary, "runs": results, "missing": list(missing)},
                                  indent=1), os.path.join(out, "results.json"))
     atomic_write_text(_csv(results), os.path.join(out, "results.csv"))
     plot_accuracy(summary, cfg, os.path.join(out, "accuracy.png"))
+    plot_matrices(summary, os.path.join(out, "matrix.png"))
     atomic_write_text(_markdown(cfg, summary, results, missing), os.path.join(out, "report.md"))
     return summary
 
@@ -88,8 +126,12 @@ def _markdown(cfg: dict, summary: dict, results: list[dict], missing: list[str])
         f"ReplayPlugin, gdumb Avalanche's GDumb, both with class-balanced random storage); "
         f"memory methods' settings {cfg['condense'] or 'their memory presets'}; "
         f"device {first['device']}.", "",
-        "Final accuracy: on the test images of all classes after the last experience; forgetting: "
-        "mean drop from the best earlier accuracy on each experience. Mean ± std over seeds.", "",
+        "Final accuracy: on the test images of all classes after the last experience; average "
+        "incremental: the mean of the accuracies on the classes seen after each experience; forgetting "
+        "(Avalanche's): accuracy on each earlier experience just after learning it minus at the end, "
+        "averaged. Memory: images stored, images trained on (multi-formation decodes a stored image "
+        "into several) and the stored bytes; every memory holds the same number of stored pixels. "
+        "Mean ± std over seeds.", "",
         table(summary), "",
         "Accuracy on all classes seen so far, after each experience (%):", "",
         "| strategy | " + " | ".join(f"exp {i + 1}" for i in range(len(first["accuracy"]))) + " |",
@@ -98,13 +140,52 @@ def _markdown(cfg: dict, summary: dict, results: list[dict], missing: list[str])
     for name, s in summary.items():
         cells = [f"{100 * m:.1f} ± {100 * d:.1f}" for m, d in zip(s["accuracy"]["mean"], s["accuracy"]["std"])]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    lines += ["", "![accuracy](accuracy.png)", ""]
+    lines += ["", "![accuracy](accuracy.png)", "",
+              "Accuracy matrix (%, mean over seeds): row i after training on experience i, column j on "
+              "the test data of experience j.", ""]
+    for name, s in summary.items():
+        n = len(s["matrix"])
+        lines += [f"**{name}**", "", "| after | " + " | ".join(f"exp {j + 1}" for j in range(n)) + " |",
+                  "|---|" + "---:|" * n]
+        lines += [f"| exp {i + 1} | " + " | ".join([f"{100 * v:.1f}" for v in row] + [""] * (n - len(row))) + " |"
+                  for i, row in enumerate(s["matrix"])]
+        lines.append("")
+    lines += ["![accuracy matrices](matrix.png)", ""]
     if missing:
         lines += [f"**Not finished yet ({len(missing)} units, not in the figures above):** "
                   + ", ".join(f"`{k}`" for k in missing), ""]
     if pictures:
         lines += ["Memories after the last experience: " + ", ".join(f"[{p}]({p})" for p in pictures), ""]
     return "\n".join(lines)
+
+
+def plot_matrices(summary: dict, path: str) -> str:
+    """One heat map of the mean accuracy matrix per strategy (blank above the diagonal)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    names = list(summary)
+    fig, axes = plt.subplots(1, len(names), figsize=(2.2 * len(names) + 0.6, 2.6), squeeze=False)
+    for ax, name in zip(axes[0], names):
+        rows = summary[name]["matrix"]
+        n = len(rows)
+        grid = np.full((n, n), np.nan)
+        for i, row in enumerate(rows):
+            grid[i, :len(row)] = 100 * np.array(row)
+        image = ax.imshow(grid, vmin=0, vmax=100, cmap="viridis")
+        ax.set_title(name, fontsize=9)
+        ax.set_xticks(range(n), [str(j + 1) for j in range(n)], fontsize=7)
+        ax.set_yticks(range(n), [str(i + 1) for i in range(n)], fontsize=7)
+        ax.set_xlabel("test exp", fontsize=7)
+    axes[0][0].set_ylabel("after exp", fontsize=7)
+    fig.colorbar(image, ax=axes[0].tolist(), fraction=0.02, label="accuracy (%)")
+    try:
+        return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
+    finally:
+        plt.close(fig)
 
 
 def plot_accuracy(summary: dict, cfg: dict, path: str) -> str:

@@ -103,8 +103,7 @@ class UnitWork:
         return {**self.__dict__, "_data": None}
 
 
-UNIT_KEYS = {"strategy": str, "seed": int, "accuracy": list, "final_accuracy": (int, float),
-             "forgetting": (int, float), "per_experience": list, "train_time_s": (int, float),
+UNIT_KEYS = {"strategy": str, "seed": int, "accuracy": list, "per_experience": list, "train_time_s": (int, float),
              "memory_time_s": (int, float), "classes_per_experience": list, "device": str}
 
 
@@ -166,8 +165,7 @@ def run_unit(cfg: CLConfig, data: ImageData, name: str, seed: int, out: str, dev
             logger.writer.close()
     memory_s = timer.seconds
     accuracy = [row["seen"] for row in matrix]
-    result = {"strategy": name, "seed": seed, "accuracy": accuracy, "final_accuracy": accuracy[-1],
-              "forgetting": forgetting([row["experiences"] for row in matrix]),
+    result = {"strategy": name, "seed": seed, "accuracy": accuracy,
               "per_experience": [row["experiences"] for row in matrix],
               "train_time_s": round(train_s - memory_s, 3), "memory_time_s": round(memory_s, 3),
               "class_order": class_order(data.num_classes, seed),
@@ -176,7 +174,8 @@ def run_unit(cfg: CLConfig, data: ImageData, name: str, seed: int, out: str, dev
               "device": device.type, "settings": cfg.settings()}
     memory = memory_set(strategy, data)
     if memory is not None:
-        result["memory_images"] = len(memory)
+        result.update(memory_images=len(memory), memory_training_images=memory.meta["training_images"],
+                      memory_bytes=memory.images.numel() * memory.images.element_size())
         result["memory_png"] = os.path.relpath(memory.save_grid(
             os.path.join(out, "memories", unit_key(name, seed) + ".png")), out)
     return result
@@ -204,15 +203,6 @@ def evaluate_prefix(strategy, test_stream, i: int) -> dict:
     return {"seen": float(seen), "experiences": [float(per[j]) for j in range(i + 1)]}
 
 
-def forgetting(matrix: list[list[float]]) -> float:
-    """Mean over all but the last experience of (best earlier accuracy - final accuracy) on it."""
-    last = len(matrix) - 1
-    if last < 1:
-        return 0.0
-    drops = [max(matrix[i][j] for i in range(j, last)) - matrix[last][j] for j in range(last)]
-    return float(sum(drops) / len(drops))
-
-
 class CallbackTimer:
     """Wall time spent inside the callbacks of some plugins (storing or condensing the memory)."""
 
@@ -234,26 +224,30 @@ class CallbackTimer:
 
 
 def memory_set(strategy, data: ImageData) -> SyntheticSet | None:
-    """The replay memory a strategy holds at the end, as a SyntheticSet (None without memory)."""
+    """The replay memory a strategy holds at the end, as a SyntheticSet of its stored images
+    (None without memory); `meta["training_images"]` counts the images it trains on (a
+    multi-formation image decodes into factor^2 of them)."""
     for holder in (strategy, *strategy.plugins):
         found = _memory_of(holder)
         if found is not None:
-            x, y = found
-            return SyntheticSet(x, y, data.classes, data.mean, data.std, {"data": data.spec})
+            x, y, decoded = found
+            return SyntheticSet(x, y, data.classes, data.mean, data.std, {"data": data.spec, "training_images": decoded})
     return None
 
 
 def _memory_of(holder):
-    """(images, labels) held by an Avalanche storage policy (a SyntheticBuffer's sets or any
-    buffer of real samples, as plugins and DER keep them) or by iCaRL's plugin, if `holder` has
-    one."""
+    """(stored images, labels, images trained on) held by an Avalanche storage policy (a
+    SyntheticBuffer's sets or any buffer of real samples, as plugins and DER keep them) or by
+    iCaRL's plugin, if `holder` has one."""
     if getattr(holder, "x_memory", None):  # iCaRL: the exemplars of each class
-        return torch.cat(holder.x_memory).cpu(), torch.tensor([int(c) for ys in holder.y_memory for c in ys])
+        x = torch.cat(holder.x_memory).cpu()
+        return x, torch.tensor([int(c) for ys in holder.y_memory for c in ys]), len(x)
     policy = getattr(holder, "storage_policy", None)
     if policy is None or len(policy.buffer) == 0:
         return None
     sets = [s for s in getattr(policy, "sets", []) if len(s)]
     if sets:
-        return torch.cat([s.images for s in sets]), torch.cat([s.labels for s in sets])
+        return (torch.cat([s.images for s in sets]), torch.cat([s.labels for s in sets]),
+                sum(len(s) * s.factor ** 2 for s in sets))
     items = [policy.buffer[i] for i in range(len(policy.buffer))]
-    return torch.stack([it[0] for it in items]), torch.tensor([int(it[1]) for it in items])
+    return torch.stack([it[0] for it in items]), torch.tensor([int(it[1]) for it in items]), len(items)

@@ -86,3 +86,12 @@ def test_selected_path_equals_grouped_path_with_gradients():
         (y * torch.linspace(-1, 1, y.numel()).view_as(y)).sum().backward()
         out.append((y.detach(), leaf.grad))
     assert torch.allclose(out[0][0], out[1][0], atol=1e-6) and torch.allclose(out[0][1], out[1][1], atol=1e-6)
+
+
+def test_vectors_held_as_1x1_images_pass_unchanged_and_draw_as_images_do():
+    """Tabular features (D x 1 x 1) have no image augmentation; the draws are made all the same."""
+    x = torch.randn(12, 6, 1, 1)
+    g, h = torch.Generator().manual_seed(0), torch.Generator().manual_seed(0)
+    assert torch.equal(DSA()(x, g), x)
+    DSA()(torch.randn(12, 1, 8, 8), h)
+    assert torch.equal(g.get_state(), h.get_state())

@@ -217,3 +217,61 @@ def test_dmreplay_on_avalanches_own_split_mnist(digits_arrays, tmp_path):
     assert len(strategy.memory) == 2 * 4  # two experiences of two classes, ipc 2
     first = strategy.memory.sets[0]
     assert float(first.images.min()) < -0.3  # normalised as the model sees it (raw pixels are >= 0)
+
+
+def fast_benchmark(task_labels: bool):
+    """Avalanche's own strategy-test benchmark (`get_fast_benchmark` in its tests): 10 classes of
+    6 tabular features from scikit-learn, 60/40 split, 5 experiences of 2 classes."""
+    from sklearn.datasets import make_classification
+    from sklearn.model_selection import train_test_split
+
+    x, y = make_classification(n_samples=1000, n_classes=10, n_features=6, n_informative=6, n_redundant=0,
+                               random_state=0)
+    x_tr, x_te, y_tr, y_te = train_test_split(torch.from_numpy(x).float(), torch.from_numpy(y).long(),
+                                              train_size=0.6, shuffle=True, stratify=y, random_state=0)
+    return nc_benchmark(_tensors(x_tr, y_tr), _tensors(x_te, y_te), 5, task_labels=task_labels, seed=0)
+
+
+@pytest.mark.parametrize("replay_mode", ["mix", "gdumb"])
+def test_dmreplay_in_avalanches_test_replay_pattern_tabular_sit_and_mt(replay_mode, tmp_path):
+    """What Avalanche's `test_replay` does to every replay strategy, done to DMReplay: tabular
+    features, `SimpleMLP` class-incremental (SIT) and `MTSimpleMLP` task-incremental (MT), train on
+    every experience, evaluate on the test stream. The memory holds vectors condensed through an
+    MLP without image augmentation, within its budget, with each item's task label."""
+    from avalanche.models import MTSimpleMLP, SimpleMLP
+
+    for multi_task in (False, True):
+        bench = fast_benchmark(multi_task)
+        model = MTSimpleMLP(input_size=6, hidden_size=10) if multi_task else SimpleMLP(input_size=6, hidden_size=10)
+        strategy = DMReplay(model=model, optimizer=torch.optim.SGD(model.parameters(), lr=1e-3),
+                            criterion=torch.nn.CrossEntropyLoss(), mem_size=10, replay_mode=replay_mode,
+                            condenser_options={"iterations": 3, "batch_real": 16}, train_mb_size=64,
+                            eval_mb_size=50, train_epochs=2, evaluator=EvaluationPlugin(loggers=[]))
+        for exp in bench.train_stream:
+            strategy.train(exp)
+            strategy.eval(bench.test_stream)
+        memory = strategy.memory
+        assert len(memory) <= 10 and len(memory.classes()) == 10
+        items = [memory.buffer[i] for i in range(len(memory.buffer))]
+        assert all(item[0].shape == (6,) for item in items)  # replayed as the vectors the model takes
+        assert all(s.meta["model"] == "MLP" and s.meta["dsa"] is False for s in memory.sets)
+        if multi_task:  # each class keeps the task it was learnt in
+            task_of = {int(c): t for exp in bench.train_stream for c in exp.classes_in_this_experience
+                       for t in [exp.task_label]}
+            assert all(int(item[2]) == task_of[int(item[1])] for item in items)
+        folder = str(tmp_path / f"memory{int(multi_task)}")
+        resumed = SyntheticBuffer(mem_size=10).load(strategy.save_memory(folder))
+        assert resumed.vectors and torch.equal(resumed.buffer[0][0], items[0][0])
+
+
+def test_dmreplay_warns_on_positional_arguments_like_avalanches_strategies():
+    """Avalanche 0.6 strategies take keyword arguments; positional ones still work, with its
+    deprecation warning. DMReplay behaves the same."""
+    from avalanche.models import SimpleMLP
+    from avalanche.training.templates.base import PositionalArgumentsDeprecatedWarning
+
+    model = SimpleMLP(input_size=6, hidden_size=10)
+    with pytest.warns(PositionalArgumentsDeprecatedWarning):
+        strategy = DMReplay(model, torch.optim.SGD(model.parameters(), lr=1e-3), torch.nn.CrossEntropyLoss(),
+                            mem_size=10, evaluator=EvaluationPlugin(loggers=[]))
+    assert strategy.memory.mem_size == 10 and isinstance(strategy._criterion, torch.nn.CrossEntropyLoss)

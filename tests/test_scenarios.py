@@ -41,8 +41,8 @@ def test_benchmark_splits_classes_in_the_seed_order(digits):
     assert sum(len(e.dataset) for e in bench.test_stream) == len(digits.y_test)
 
 
-@pytest.mark.parametrize("name", ["digits", "splitmnist", "splitcifar10", "splitcifar100",
-                                  "splitcifar100-10steps"])
+@pytest.mark.parametrize("name", ["digits", "splitmnist", "splitcifar10", "dmpaper_cifar100",
+                                  "dmpaper_cifar100_10steps", "dmpaper_fashion"])
 def test_builtin_configs_are_valid(name):
     cfg = load_config(name)
     assert cfg.name == name and cfg.strategies
@@ -103,9 +103,11 @@ def test_run_is_resumed_after_an_interruption(tmp_path, capsys, monkeypatch):
     # naive forgets the first experience; joint (all data at once) forgets nothing
     assert runs["naive"]["per_experience"][1][0] < runs["naive"]["per_experience"][0][0] - 0.2
     assert runs["naive"]["forgetting"] > 0.2 and runs["joint"]["forgetting"] == 0
-    assert runs["dmreplay"]["memory_images"] == 3 * 10 and runs["dmreplay"]["memory_time_s"] > 0
+    assert runs["dmreplay"]["memory_images"] == runs["dmreplay"]["memory_training_images"] == 3 * 10
+    assert runs["dmreplay"]["memory_bytes"] == 3 * 10 * 8 * 8 * 4 and runs["dmreplay"]["memory_time_s"] > 0
     assert (out / runs["dmreplay"]["memory_png"]).read_bytes()[:4] == b"\x89PNG"
     assert (out / "accuracy.png").read_bytes()[:4] == b"\x89PNG"
+    assert (out / "matrix.png").read_bytes()[:4] == b"\x89PNG"
     report = (out / "report.md").read_text()
     assert all(f"| {s} |" in report for s in TINY["strategies"])
     csv_lines = (out / "results.csv").read_text().splitlines()
@@ -113,8 +115,31 @@ def test_run_is_resumed_after_an_interruption(tmp_path, capsys, monkeypatch):
     assert "===== joint seed 0 =====" in (out / "logs" / "joint-seed0.txt").read_text()
 
 
+def test_metrics_of_a_hand_checked_two_and_three_experience_run():
+    """Final accuracy, average incremental accuracy and Avalanche's forgetting from a unit's
+    accuracy matrix and curve, against values worked out by hand."""
+    from scenarios.report import run_metrics, summarize, table
+
+    two = {"strategy": "s", "seed": 0, "accuracy": [0.9, 0.7], "per_experience": [[0.9], [0.6, 0.8]],
+           "train_time_s": 1.0, "memory_time_s": 0.5}
+    m = run_metrics(two)
+    # final 0.7; average incremental (0.9 + 0.7) / 2; forgetting: experience 1 went 0.9 -> 0.6
+    assert m["final_accuracy"] == 0.7 and m["average_incremental_accuracy"] == pytest.approx(0.8)
+    assert m["forgetting"] == pytest.approx(0.3)
+    # forgetting is measured from just after learning (Avalanche), not from the best earlier point:
+    # experience 1: 0.9 -> 0.5 (its 0.95 after experience 2 does not count), experience 2: 0.8 -> 0.6
+    three = {**two, "accuracy": [0.9, 0.85, 0.6], "per_experience": [[0.9], [0.95, 0.8], [0.5, 0.6, 0.7]]}
+    assert run_metrics(three)["forgetting"] == pytest.approx(0.3)
+    summary = summarize([two, {**two, "seed": 1, "accuracy": [0.8, 0.5], "per_experience": [[0.8], [0.4, 0.6]]}])
+    assert summary["s"]["matrix"] == [[pytest.approx(0.85)], [pytest.approx(0.5), pytest.approx(0.7)]]
+    assert summary["s"]["forgetting"]["mean"] == pytest.approx(0.35)  # 0.3 and 0.4
+    # average incremental: seed 0 (0.9 + 0.7) / 2 = 0.8, seed 1 (0.8 + 0.5) / 2 = 0.65
+    assert "| s | 60.00 ± 10.00 | 72.50 ± 7.50 | 35.00 ± 5.00 |" in table(summary)
+
+
 def test_builtin_configs_live_in_the_package():
-    assert {"digits.yaml", "splitmnist.yaml", "splitcifar10.yaml", "splitcifar100.yaml"} <= set(os.listdir(CONFIG_DIR))
+    assert {"digits.yaml", "splitmnist.yaml", "splitcifar10.yaml", "dmpaper_cifar100.yaml",
+            "dmpaper_fashion.yaml"} <= set(os.listdir(CONFIG_DIR))
 
 
 def test_missing_memory_method_is_named_before_any_training(tmp_path, capsys, monkeypatch):

@@ -75,7 +75,7 @@ class DM(Method):
         if self.init != "noise" and self.ipc * self.factor ** 2 > data.smallest_class():
             raise InputError(f"ipc {self.ipc} x factor {self.factor}^2 real images per class are more than "
                              f"the smallest class holds ({data.smallest_class()})")
-        if min(data.image_size) < 2 * self.factor:
+        if self.factor > 1 and min(data.image_size) < 2 * self.factor:
             raise InputError(f"factor {self.factor} cuts {'x'.join(map(str, data.image_size))} images into "
                              "tiles of less than 2 pixels")
         if self.compile and not any(shutil.which(c) for c in ("c++", "g++", "clang++")):

@@ -33,7 +33,7 @@ def add_arguments(name: str, p: argparse.ArgumentParser) -> None:
         p = sub.add_parser("run", help="every strategy of the config for every seed")
         p.add_argument("config", metavar="CONFIG.yaml",
                        help="a YAML file, or a built-in name: digits, splitmnist, splitcifar10, "
-                            "splitcifar100, splitcifar100-10steps")
+                            "dmpaper_cifar100, dmpaper_cifar100_10steps, dmpaper_fashion")
         p.add_argument("--seeds", default=None, help="comma-separated seeds, overriding the config's")
         add_layout_flags(p)
     p.add_argument("--out", default=None, metavar="DIR", help="output folder (default runs/cl/<name>)")
@@ -87,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
 
 def announce(key: str, r: dict) -> None:
     """One line per finished unit, printed by the process that ran it."""
-    print(f"{r['strategy']:>12} seed {r['seed']}: final accuracy {100 * r['final_accuracy']:.2f} % "
+    print(f"{r['strategy']:>12} seed {r['seed']}: final accuracy {100 * r['accuracy'][-1]:.2f} % "
           f"({r['train_time_s'] + r['memory_time_s']:.1f} s)", flush=True)
 
 
