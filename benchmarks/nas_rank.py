@@ -74,13 +74,11 @@ def plot(results: list[dict], path: str, title: str) -> str:
     """Rank quality per second: Spearman (all architectures, and the top 10) against the total
     seconds each proxy cost for all the architectures (building it plus training on it; zero-cost
     scores: scoring), mean and std over seeds, log scale; whole-data training is the reference."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import statistics
 
-    from condense_core.synthetic import atomic_write
+    from condense_core.synthetic import pyplot, save_png
+
+    plt = pyplot()
 
     def stat(values):
         return statistics.mean(values), (statistics.pstdev(values) if len(values) > 1 else 0.0)
@@ -105,10 +103,7 @@ def plot(results: list[dict], path: str, title: str) -> str:
     axes[1].legend(fontsize=7, loc="lower right")
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    try:
-        return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
-    finally:
-        plt.close(fig)
+    return save_png(fig, path)
 
 
 def main(argv=None) -> int:

@@ -134,10 +134,7 @@ class SyntheticSet:
 
     def save_grid(self, path: str) -> str:
         """A picture of the images, one row per class, de-normalised to [0, 1]."""
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        plt = pyplot()
 
         x = (self.images * self.std[None, :, None, None] + self.mean[None, :, None, None]).clamp(0, 1)
         labels = sorted(set(self.labels.tolist()))
@@ -154,10 +151,7 @@ class SyntheticSet:
                     ax.imshow(im[:, :, 0] if im.shape[2] == 1 else im, cmap="gray", vmin=0, vmax=1)
             axes[r][0].set_title(str(self.classes[c]), fontsize=7, loc="left")
         fig.tight_layout()
-        try:
-            return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
-        finally:
-            plt.close(fig)
+        return save_png(fig, path)
 
 
 def _channel_vector(value, channels: int, key: str, path: str) -> torch.Tensor:
@@ -175,6 +169,24 @@ def _channel_vector(value, channels: int, key: str, path: str) -> torch.Tensor:
 
 def _short(items: list, n: int = 6) -> str:
     return "[" + ", ".join(map(str, items[:n])) + (", ..." if len(items) > n else "") + "]"
+
+
+def pyplot():
+    """matplotlib's pyplot on the file-only Agg backend, imported when a picture is drawn."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_png(fig, path: str, dpi: int = 100) -> str:
+    """Write the matplotlib figure `fig` to `path` as a PNG (atomically), then close it."""
+    try:
+        return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=dpi))
+    finally:
+        pyplot().close(fig)
 
 
 def atomic_write(path: str, write: Callable[[str], None]) -> str:

@@ -15,7 +15,7 @@ import os
 import sqlite3
 
 from condense_core import InputError
-from condense_core.synthetic import atomic_write, atomic_write_text
+from condense_core.synthetic import atomic_write_text, pyplot, save_png
 
 from .space import OPTIONS, arch_name
 
@@ -144,10 +144,7 @@ def write_csv(rows: list[dict], path: str) -> str:
 
 def plot_ranking(rows: list[dict], path: str, title: str, top: int = 30) -> str:
     """Horizontal bars of the best `top` architectures' proxy test accuracy."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     shown = rows[:top][::-1]
     fig, ax = plt.subplots(figsize=(7, 0.3 * len(shown) + 1.2))
@@ -156,10 +153,7 @@ def plot_ranking(rows: list[dict], path: str, title: str, top: int = 30) -> str:
     ax.set_title(title, fontsize=9)
     ax.tick_params(axis="y", labelsize=7)
     fig.tight_layout()
-    try:
-        return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
-    finally:
-        plt.close(fig)
+    return save_png(fig, path)
 
 
 def report(experiment: str | None = None, directory: str | None = None, out: str | None = None) -> dict:

@@ -15,7 +15,7 @@ import json
 import os
 from statistics import mean, pstdev
 
-from condense_core.synthetic import atomic_write, atomic_write_text
+from condense_core.synthetic import atomic_write_text, pyplot, save_png
 
 MEMORY_KEYS = ("memory_images", "memory_training_images", "memory_bytes")
 
@@ -161,10 +161,7 @@ def _markdown(cfg: dict, summary: dict, results: list[dict], missing: list[str])
 
 def plot_matrices(summary: dict, path: str) -> str:
     """One heat map of the mean accuracy matrix per strategy (blank above the diagonal)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     import numpy as np
 
     names = list(summary)
@@ -182,18 +179,12 @@ def plot_matrices(summary: dict, path: str) -> str:
         ax.set_xlabel("test exp", fontsize=7)
     axes[0][0].set_ylabel("after exp", fontsize=7)
     fig.colorbar(image, ax=axes[0].tolist(), fraction=0.02, label="accuracy (%)")
-    try:
-        return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
-    finally:
-        plt.close(fig)
+    return save_png(fig, path)
 
 
 def plot_accuracy(summary: dict, cfg: dict, path: str) -> str:
     """Accuracy on the seen classes after each experience: a line per strategy, a band for std."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     import numpy as np
 
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
@@ -213,7 +204,4 @@ def plot_accuracy(summary: dict, cfg: dict, path: str) -> str:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower left")
     fig.tight_layout()
-    try:
-        return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
-    finally:
-        plt.close(fig)
+    return save_png(fig, path, dpi=110)
