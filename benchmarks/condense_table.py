@@ -19,12 +19,14 @@ import argparse
 import json
 import os
 import platform
+import signal
 import statistics
 import sys
 
 import torch
 
 from condense_core import InputError, TrainConfig, load_data, make_method
+from condense_core.errors import Interrupted
 from condense_core.evaluate import evaluate
 from condense_core.reference import ReferenceDM
 from condense_core.registry import method_class, methods
@@ -108,6 +110,11 @@ def main(argv=None) -> int:
     except InputError as e:
         print(f"condense_table: error: {e}", file=sys.stderr)
         return 2
+    except (Interrupted, KeyboardInterrupt) as e:  # the finished units are kept; the unit stopped is redone
+        signum = getattr(e, "signum", 2)
+        print(f"condense_table: stopped by {signal.Signals(signum).name}; run the same command again to "
+              "finish (finished units are kept)", file=sys.stderr)
+        return 128 + signum
 
 
 def _main(a: argparse.Namespace) -> int:

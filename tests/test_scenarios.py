@@ -137,6 +137,30 @@ def test_metrics_of_a_hand_checked_two_and_three_experience_run():
     assert "| s | 60.00 ± 10.00 | 72.50 ± 7.50 | 35.00 ± 5.00 |" in table(summary)
 
 
+def test_margins_pair_condensed_and_real_memories_by_seed():
+    """A condensed memory is compared with each real-image memory by its per-seed differences,
+    and called ahead only when every seed agrees and the mean exceeds the spread."""
+    from scenarios.report import margin_lines, margins
+
+    def unit(strategy, seed, final, images=20):
+        return {"strategy": strategy, "seed": seed, "accuracy": [0.9, final], "per_experience": [[0.9], [0.5, final]],
+                "train_time_s": 1.0, "memory_time_s": 0.0, "memory_images": images}
+
+    finals = {"dmreplay": [0.80, 0.82, 0.78], "herding": [0.79, 0.83, 0.77], "replay": [0.70, 0.71, 0.69]}
+    runs = [unit(s, k, f) for s, fs in finals.items() for k, f in enumerate(fs)] + [unit("naive", 0, 0.2, 0)]
+    got = {(g["condensed"], g["baseline"]): g for g in margins(runs)}
+    assert set(got) == {("dmreplay", "herding"), ("dmreplay", "replay")}  # naive holds no memory
+    # herding: differences +0.01, -0.01, +0.01 -> mean 0.00333, ahead on 2 of 3: a tie
+    h = got[("dmreplay", "herding")]
+    assert h["mean"] == pytest.approx(0.01 / 3) and h["ahead"] == 2 and h["verdict"] == "tie"
+    # replay: +0.10, +0.11, +0.09 -> every seed ahead, mean 0.10 against std 0.0082
+    r = got[("dmreplay", "replay")]
+    assert r["mean"] == pytest.approx(0.10) and r["std"] == pytest.approx(0.00816, abs=1e-4)
+    assert r["verdict"] == "ahead"
+    assert "- dmreplay - replay: +10.00 ± 0.82 points, ahead on 3 of 3 seeds: ahead beyond the spread" \
+        in margin_lines(margins(runs))
+
+
 def test_builtin_configs_live_in_the_package():
     assert {"digits.yaml", "splitmnist.yaml", "splitcifar10.yaml", "dmpaper_cifar100.yaml",
             "dmpaper_fashion.yaml"} <= set(os.listdir(CONFIG_DIR))
