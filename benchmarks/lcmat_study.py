@@ -47,7 +47,7 @@ def scales(data, a):
         m = LCMatC(ipc=1, seed=seed, device="cpu")
         sel = make_method("select", "lcmat", ipc=1, seed=seed, selection_epochs=a.selection_epochs, device="cpu")
         nets = {"random": m.network(data, dev, m.generator(dev, "x"))}
-        cache = f"runs/bench/lcmat21/cache/{os.path.basename(a.data)}_s{seed}_e{a.selection_epochs}.pt"
+        cache = f"{CACHE}/{os.path.basename(a.data)}_s{seed}_e{a.selection_epochs}.pt"
         if os.path.exists(cache):
             t = sel.network(data, dev, sel.generator(dev, "train"))
             t.load_state_dict(torch.load(cache))
@@ -89,17 +89,35 @@ CONDENSE_VARIANTS = {  # name -> (method, settings over LCMat-C's defaults)
 }
 
 
+CACHE = "runs/bench/lcmat21/cache"  # trained networks, per data file and seed
+
+
+def finished(out_file: str) -> set:
+    """(seed, variant, ipc) of every result already in `out_file` (a run resumes past them)."""
+    if not os.path.exists(out_file):
+        return set()
+    with open(out_file) as fh:
+        return {(r["seed"], r["variant"], r["ipc"]) for r in map(json.loads, fh) if "variant" in r}
+
+
+def record(out_file: str | None, res: dict) -> None:
+    """Print one result and append it to `out_file` (if any) as a JSON line."""
+    print(json.dumps(res), flush=True)
+    if out_file:
+        with open(out_file, "a") as fh:
+            fh.write(json.dumps(res) + "\n")
+
+
 def condense(data, a):
     """LCMat-C variants against DM at `--ipcs`, each built with the library's method and
     evaluated as `condense_table.py` evaluates (so a variant's figure is that table's unit with
     the same settings). The pool of trained networks depends only on the seed, `pool_size` and
-    `net_epochs`, so it is trained once per seed and kept in runs/bench/lcmat21/cache."""
+    `net_epochs`, so it is trained once per seed and kept in `CACHE`."""
     from condense_core.methods.lcmat import LCMatC
 
     class CachedPool(LCMatC):
         def pool(self, data_, device):
-            path = (f"runs/bench/lcmat21/cache/pool_{os.path.basename(a.data)}_s{self.seed}"
-                    f"_n{self.pool_size}_e{self.net_epochs}.pt")
+            path = f"{CACHE}/pool_{os.path.basename(a.data)}_s{self.seed}_n{self.pool_size}_e{self.net_epochs}.pt"
             if os.path.exists(path):
                 nets = [self.network(data_, device, self.generator(device, "pool", i)) for i in range(self.pool_size)]
                 for net, state in zip(nets, torch.load(path)):
@@ -114,9 +132,7 @@ def condense(data, a):
     cfg = TrainConfig(epochs=a.epochs)
     out_file = os.path.join(a.out, "results.jsonl")
     os.makedirs(a.out, exist_ok=True)
-    done = set()
-    if os.path.exists(out_file):
-        done = {(r["seed"], r["variant"], r["ipc"]) for r in map(json.loads, open(out_file))}
+    done = finished(out_file)
     for seed in map(int, a.seeds.split(",")):
         for ipc in map(int, a.ipcs.split(",")):
             for v in a.variants.split(","):
@@ -134,9 +150,7 @@ def condense(data, a):
                 res = {"data": a.data, "seed": seed, "variant": v, "ipc": ipc, "acc": round(100 * r["mean"], 2),
                        "runs": a.runs, "epochs": a.epochs, "settings": settings,
                        "condense_s": round(syn.meta["wall_time_s"], 1)}
-                print(json.dumps(res), flush=True)
-                with open(out_file, "a") as fh:
-                    fh.write(json.dumps(res) + "\n")
+                record(out_file, res)
 
 
 def main(argv=None):
@@ -164,11 +178,7 @@ def main(argv=None):
     if a.out:
         os.makedirs(a.out, exist_ok=True)
         out_file = os.path.join(a.out, "results.jsonl")
-        if os.path.exists(out_file):
-            for line in open(out_file):
-                r = json.loads(line)
-                if "variant" in r:
-                    done.add((r["seed"], r["variant"], r["ipc"]))
+        done = finished(out_file)
     ipcs = [int(x) for x in a.ipcs.split(",")]
     for seed in map(int, a.seeds.split(",")):
         todo = [(v, ipc) for ipc in ipcs for v in a.variants.split(",") if (seed, v, ipc) not in done]
@@ -176,7 +186,7 @@ def main(argv=None):
             continue
         t0 = time.time()
         sel = make_method("select", "lcmat", ipc=1, seed=seed, selection_epochs=a.selection_epochs, device="cpu")
-        cache = f"runs/bench/lcmat21/cache/{os.path.basename(a.data)}_s{seed}_e{a.selection_epochs}.pt"
+        cache = f"{CACHE}/{os.path.basename(a.data)}_s{seed}_e{a.selection_epochs}.pt"
         if os.path.exists(cache):
             net = sel.network(data, torch.device("cpu"), sel.generator(torch.device("cpu"), "train"))
             net.load_state_dict(torch.load(cache))
@@ -229,10 +239,7 @@ def main(argv=None):
                    "pick_loss": round(all_loss[chosen].mean().item(), 3), "class_loss": round(all_loss.mean().item(), 3),
                    "pick_wrong": round(wrong, 3), "pick_loss_pct": round(sum(pct) / len(pct), 3),
                    "s": round(time.time() - t1, 1)}
-            print(json.dumps(res), flush=True)
-            if out_file:
-                with open(out_file, "a") as fh:
-                    fh.write(json.dumps(res) + "\n")
+            record(out_file, res)
 
 
 def table(*folders):

@@ -119,20 +119,21 @@ def table(summary: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
-def write_report(out: str, cfg, results: list[dict], missing: list[str] = ()) -> dict:
+def write_report(out: str, cfg, results: list[dict], missing: list[str] = ()) -> tuple[dict, list[dict]]:
     """Write every output file of a run (`cfg`, a `CLConfig`) into `out` from its finished units
     (`results`, at least one), naming the planned units not finished (`missing`); returns the
-    summary."""
+    summary and the margins, as the files hold them."""
     cfg = cfg.as_dict()
     summary = summarize(results)
     results = with_metrics(results)
-    atomic_write_text(json.dumps({"config": cfg, "summary": summary, "margins": margins(results), "runs": results,
+    pairs = margins(results)
+    atomic_write_text(json.dumps({"config": cfg, "summary": summary, "margins": pairs, "runs": results,
                                   "missing": list(missing)}, indent=1), os.path.join(out, "results.json"))
     atomic_write_text(_csv(results), os.path.join(out, "results.csv"))
     plot_accuracy(summary, cfg, os.path.join(out, "accuracy.png"))
     plot_matrices(summary, os.path.join(out, "matrix.png"))
-    atomic_write_text(_markdown(cfg, summary, results, missing), os.path.join(out, "report.md"))
-    return summary
+    atomic_write_text(_markdown(cfg, summary, pairs, results, missing), os.path.join(out, "report.md"))
+    return summary, pairs
 
 
 def _csv(results: list[dict]) -> str:
@@ -145,7 +146,7 @@ def _csv(results: list[dict]) -> str:
     return buf.getvalue()
 
 
-def _markdown(cfg: dict, summary: dict, results: list[dict], missing: list[str]) -> str:
+def _markdown(cfg: dict, summary: dict, pairs: list[dict], results: list[dict], missing: list[str]) -> str:
     first = results[0]
     memory = (f"{cfg['memory']['ipc']} images per class" if cfg["memory"]["ipc"] is not None
               else f"{cfg['memory']['mem_size']} images in all")
@@ -170,7 +171,6 @@ def _markdown(cfg: dict, summary: dict, results: list[dict], missing: list[str])
         "Mean ± std over seeds.", "",
         table(summary), "",
     ]
-    pairs = margins(results)
     if pairs:
         lines += ["Condensed against real-image memories (final accuracy, per-seed differences; `ahead` or "
                   "`behind` only when every seed agrees and the mean exceeds the std):", "",

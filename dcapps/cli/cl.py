@@ -129,15 +129,14 @@ def _write_report(out: str, cfg, as_json: bool) -> None:
     """The report of every finished unit of `out` planned by `cfg` (None: by every run on
     `out`, with the last run's settings), printed and written."""
     from condense_core.sweep import Sweep
-    from scenarios.report import margin_lines, margins, table, write_report
+    from scenarios.report import margin_lines, table, write_report
     from scenarios.runner import finished
 
     with Sweep(out).report_lock():
         cfg, results, missing = finished(out, cfg)
-        summary = write_report(out, cfg, results, missing) if results else {}
+        summary, pairs = write_report(out, cfg, results, missing) if results else ({}, [])
     print(f"\n{cfg.name}: {cfg.data}, {cfg.experiences} experiences, seeds {cfg.seeds}\n")
     print(table(summary) if results else "no unit is finished yet")
-    pairs = margins(results) if results else []
     if pairs:
         print("\ncondensed against real-image memories (final accuracy, paired by seed):")
         print("\n".join(margin_lines(pairs)))
