@@ -9,7 +9,7 @@ of the time against whole-data training. Each seed's run is a folder in `--out-d
 interrupted run continues where it stopped; `--workers` shares the architectures out.
 
     OMP_NUM_THREADS=1 python benchmarks/nas_rank.py --data digits --seeds 0,1 --archs 20 \
-        --ipc 10 --iterations 300 --epochs 300 --full-epochs 100 --out-dir runs/nas
+        --condensers dm,idm,m3d --ipc 10 --iterations 300 --epochs 300 --full-epochs 100 --out-dir runs/nas
 """
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ def run_seed(args, seed: int) -> dict:
     name = os.path.splitext(os.path.basename(args.data.rstrip("/")))[0]
     folder = os.path.join(args.out_dir, f"rank_{name}_s{seed}")
     _check(dcapps(["nas", "rank-eval", "--data", args.data, "--condense", args.condensers, "--ipc", str(args.ipc),
-                   "--condense-options", json.dumps({"iterations": args.iterations}), "--space", args.space,
+                   "--condense-options", json.dumps({"iterations": args.iterations, **args.condense_options}), "--space", args.space,
                    "--archs", str(args.archs), "--seed", str(seed), "--epochs", str(args.epochs),
                    "--full-epochs", str(args.full_epochs), "--baselines", "random,herding,early",
                    "--workers", str(args.workers), "--quiet", "--out", folder]))
@@ -83,24 +83,26 @@ def plot(results: list[dict], path: str, title: str) -> str:
     def stat(values):
         return statistics.mean(values), (statistics.pstdev(values) if len(values) > 1 else 0.0)
 
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4.2), sharey=True)
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.2), sharey=True)
     full_s = stat([r["full_s"] for r in results])
+    lowest = -0.2
     for ax, key, label in ((axes[0], "spearman", "Spearman, all architectures"),
                            (axes[1], "spearman_top10", "Spearman, the 10 best")):
         for i, first in enumerate(results[0]["summary"]):
             per_seed = [r["summary"][i] for r in results]
             cost = stat([s["train_s"] + s["make_s"] for s in per_seed])
             rho = stat([s[key] for s in per_seed])
+            lowest = min(lowest, rho[0] - rho[1] - 0.05)
             marker = "s" if first.get("zero_cost") else "o"
             ax.errorbar(cost[0], rho[0], xerr=cost[1], yerr=rho[1], fmt=marker, capsize=3, label=first["proxy"])
         ax.errorbar(full_s[0], 1.0, xerr=full_s[1], fmt="*", color="black", markersize=10, label="whole data")
         ax.set_xscale("log")
         ax.set_xlabel("total seconds for all architectures (build + train)")
         ax.set_title(label, fontsize=10)
-        ax.set_ylim(-0.2, 1.05)
         ax.grid(alpha=0.3)
+    axes[0].set_ylim(lowest, 1.05)
     axes[0].set_ylabel("rank correlation with whole-data accuracy")
-    axes[1].legend(fontsize=7, loc="lower right")
+    axes[1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return save_png(fig, path)
@@ -115,6 +117,8 @@ def main(argv=None) -> int:
     p.add_argument("--ipc", type=int, default=10)
     p.add_argument("--condensers", default="dm", help="comma list of condensers whose proxies are built")
     p.add_argument("--iterations", type=int, default=300, help="condensation iterations")
+    p.add_argument("--condense-options", type=json.loads, default={}, metavar="JSON",
+                   help="more settings for the condensers, each to those that have it (rank-eval's option)")
     p.add_argument("--epochs", type=int, default=300, help="training epochs on each proxy")
     p.add_argument("--full-epochs", type=int, default=100, help="training epochs on the whole data")
     p.add_argument("--out-dir", default="runs/nas")
