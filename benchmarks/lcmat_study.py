@@ -47,11 +47,9 @@ def scales(data, a):
         m = LCMatC(ipc=1, seed=seed, device="cpu")
         sel = make_method("select", "lcmat", ipc=1, seed=seed, selection_epochs=a.selection_epochs, device="cpu")
         nets = {"random": m.network(data, dev, m.generator(dev, "x"))}
-        cache = f"{CACHE}/{os.path.basename(a.data)}_s{seed}_e{a.selection_epochs}.pt"
-        if os.path.exists(cache):
-            t = sel.network(data, dev, sel.generator(dev, "train"))
-            t.load_state_dict(torch.load(cache))
-            nets[f"trained{a.selection_epochs}"] = t.eval()
+        trained = selection_network(sel, data, a.data, train=False)
+        if trained is not None:
+            nets[f"trained{a.selection_epochs}"] = trained
         g = torch.Generator().manual_seed(seed)
         for name, net in nets.items():
             net.requires_grad_(False)
@@ -90,6 +88,23 @@ CONDENSE_VARIANTS = {  # name -> (method, settings over LCMat-C's defaults)
 
 
 CACHE = "runs/bench/lcmat21/cache"  # trained networks, per data file and seed
+
+
+def selection_network(sel, data, data_file: str, train: bool = True):
+    """The network LCMat-S selector `sel` trains (its seed and `selection_epochs`), kept in
+    `CACHE` per data file: loaded from there, else trained and kept (`train`) or None."""
+    cpu = torch.device("cpu")
+    cache = f"{CACHE}/{os.path.basename(data_file)}_s{sel.seed}_e{sel.selection_epochs}.pt"
+    if os.path.exists(cache):
+        net = sel.network(data, cpu, sel.generator(cpu, "train"))
+        net.load_state_dict(torch.load(cache))
+        return net.eval()
+    if not train:
+        return None
+    net = sel.trained_network(data, cpu)
+    os.makedirs(CACHE, exist_ok=True)
+    torch.save(net.state_dict(), cache)
+    return net
 
 
 def finished(out_file: str) -> set:
@@ -186,15 +201,7 @@ def main(argv=None):
             continue
         t0 = time.time()
         sel = make_method("select", "lcmat", ipc=1, seed=seed, selection_epochs=a.selection_epochs, device="cpu")
-        cache = f"{CACHE}/{os.path.basename(a.data)}_s{seed}_e{a.selection_epochs}.pt"
-        if os.path.exists(cache):
-            net = sel.network(data, torch.device("cpu"), sel.generator(torch.device("cpu"), "train"))
-            net.load_state_dict(torch.load(cache))
-            net.eval()
-        else:
-            net = sel.trained_network(data, torch.device("cpu"))
-            os.makedirs(os.path.dirname(cache), exist_ok=True)
-            torch.save(net.state_dict(), cache)
+        net = selection_network(sel, data, a.data)
         tr_acc = test_accuracy(net, data.x_train, data.y_train)
         te_acc = test_accuracy(net, data.x_test, data.y_test)
         print(json.dumps({"seed": seed, "selection_epochs": a.selection_epochs, "selnet_train": round(tr_acc, 4),

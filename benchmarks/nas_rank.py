@@ -9,7 +9,8 @@ of the time against whole-data training. Each seed's run is a folder in `--out-d
 interrupted run continues where it stopped; `--workers` shares the architectures out.
 
     OMP_NUM_THREADS=1 python benchmarks/nas_rank.py --data digits --seeds 0,1 --archs 20 \
-        --condensers dm,idm,m3d --ipc 10 --iterations 300 --epochs 300 --full-epochs 100 --out-dir runs/nas
+        --condensers dm,idm,m3d --condense-options '{"train_nets": 1, "train_steps": 2, "train_batch": 128}' \
+        --ipc 10 --iterations 300 --epochs 300 --full-epochs 100 --out-dir runs/nas/b19
 """
 from __future__ import annotations
 

@@ -92,7 +92,8 @@ def test_run_is_resumed_after_an_interruption(tmp_path, capsys, monkeypatch):
     assert main(["cl", "run", cfg, "--out", str(out), "--quiet", "--json"]) == 0
     assert calls == ["naive", "replay", "dmreplay", "joint"]  # naive ran once only
     assert (out / "units" / "naive-seed0.json").read_text() == first
-    last = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    printed = capsys.readouterr().out
+    last = json.loads(printed.strip().splitlines()[-1])
     assert list(last["summary"]) == TINY["strategies"]
 
     results = json.loads((out / "results.json").read_text())
@@ -110,6 +111,13 @@ def test_run_is_resumed_after_an_interruption(tmp_path, capsys, monkeypatch):
     assert (out / "matrix.png").read_bytes()[:4] == b"\x89PNG"
     report = (out / "report.md").read_text()
     assert all(f"| {s} |" in report for s in TINY["strategies"])
+    # the condensed memory against the real-image one: the same pair in the file, the report,
+    # the printout and the JSON line
+    from scenarios.report import margin_lines
+    assert [(g["condensed"], g["baseline"]) for g in results["margins"]] == [("dmreplay", "replay")]
+    assert last["margins"] == results["margins"]
+    line, = margin_lines(results["margins"])
+    assert line in report and line in printed
     csv_lines = (out / "results.csv").read_text().splitlines()
     assert len(csv_lines) == 1 + len(TINY["strategies"])
     assert "===== joint seed 0 =====" in (out / "logs" / "joint-seed0.txt").read_text()
