@@ -9,8 +9,9 @@ re-initialises the model and trains it on the memory only (the DM paper's protoc
 is `SupervisedTemplate` + that plugin, with the conventions of Avalanche's `Replay` and `GDumb`.
 
 A memory is condensed in a few hundred iterations per experience, not DM's 20,000, so every
-memory method starts from its `"memory"` preset (DM's: 300 iterations from herding's picks with
-larger image steps; `dcapps methods` lists the presets); `options` override any setting.
+memory method starts from its `"memory"` preset (DM's: 100 iterations from herding's picks with
+larger image steps, chosen by accuracy per memory-building second in the README's DMReplay
+section; `dcapps methods` lists the presets); `options` override any setting.
 
 Inputs: images (N x C x H x W) keep the method's network (ConvNet) and augmentation (DSA);
 vectors (N x D, e.g. tabular features) are condensed as D x 1 x 1 images through an MLP without

@@ -27,6 +27,8 @@ class TrainSettings:
     """How every strategy trains its model on an experience (`train:`)."""
 
     epochs: int = setting(10, "epochs per experience", low=1)
+    memory_epochs: Optional[int] = setting(None, "epochs of a model trained on the memory only (gdumb, and "
+                                                 "memory.replay_mode gdumb); default: epochs", low=1)
     batch_size: int = setting(64, "mini-batch size", low=1)
     lr: float = setting(0.01, "SGD learning rate", above=0)
     momentum: float = setting(0.9, "SGD momentum", low=0)

@@ -146,6 +146,17 @@ def _csv(results: list[dict]) -> str:
     return buf.getvalue()
 
 
+def verdict_lines(margins_: list[dict]) -> list[str]:
+    """One line per condensed memory: the real-image memories it is not clearly ahead of (or that
+    it beats them all), so that a tie is said in words, not left to the reader of the margins."""
+    lines = []
+    for c in dict.fromkeys(g["condensed"] for g in margins_):
+        short = [g["baseline"] for g in margins_ if g["condensed"] == c and g["verdict"] != "ahead"]
+        lines.append(f"{c}: " + (f"NOT ahead of {', '.join(short)} beyond the spread on this data" if short
+                                 else "ahead of every real-image memory beyond the spread"))
+    return lines
+
+
 def _markdown(cfg: dict, summary: dict, pairs: list[dict], results: list[dict], missing: list[str]) -> str:
     first = results[0]
     memory = (f"{cfg['memory']['ipc']} images per class" if cfg["memory"]["ipc"] is not None
@@ -158,7 +169,9 @@ def _markdown(cfg: dict, summary: dict, pairs: list[dict], results: list[dict], 
         f"Data `{cfg['data']}`, {cfg['experiences']} experiences "
         f"(classes per experience {first['classes_per_experience']}, class order drawn per seed); "
         f"model {model}; SGD lr {t['lr']}, momentum {t['momentum']}, weight decay {t['weight_decay']}, "
-        f"{t['epochs']} epochs, batch {t['batch_size']}; memory {memory} "
+        f"{t['epochs']} epochs"
+        + (f" ({t['memory_epochs']} for a model trained on the memory only)" if t.get("memory_epochs") else "")
+        + f", batch {t['batch_size']}; memory {memory} "
         f"(the condensed and selected memories replay it as `{cfg['memory']['replay_mode']}`; replay is Avalanche's "
         f"ReplayPlugin, gdumb Avalanche's GDumb, both with class-balanced random storage); "
         f"memory methods' settings {cfg['condense'] or 'their memory presets'}; "
@@ -174,7 +187,7 @@ def _markdown(cfg: dict, summary: dict, pairs: list[dict], results: list[dict], 
     if pairs:
         lines += ["Condensed against real-image memories (final accuracy, per-seed differences; `ahead` or "
                   "`behind` only when every seed agrees and the mean exceeds the std):", "",
-                  *margin_lines(pairs), ""]
+                  *margin_lines(pairs), "", *verdict_lines(pairs), ""]
     lines += [
         "Accuracy on all classes seen so far, after each experience (%):", "",
         "| strategy | " + " | ".join(f"exp {i + 1}" for i in range(len(first["accuracy"]))) + " |",

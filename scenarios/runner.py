@@ -27,6 +27,7 @@ from condense_core.synthetic import SyntheticSet
 
 from .benchmarks import class_order, experience_sizes, make_benchmark
 from .config import CLConfig, check_split, validate
+from .quiet import other_libraries_quiet
 from .strategies import build_strategy, check_memory_methods
 
 
@@ -96,8 +97,9 @@ class UnitWork:
     def __call__(self, params: dict, device: str) -> dict:
         if self._data is None:
             self._data = load_data(self.cfg.data, self.cfg.root, self.cfg.download)
-        return run_unit(self.cfg, self._data, params["strategy"], params["seed"], self.out,
-                        resolve_device(device), self.tensorboard)
+        with other_libraries_quiet():  # here too: a spawned worker does not inherit the caller's filters
+            return run_unit(self.cfg, self._data, params["strategy"], params["seed"], self.out,
+                            resolve_device(device), self.tensorboard)
 
     def __getstate__(self) -> dict:
         return {**self.__dict__, "_data": None}

@@ -1,12 +1,15 @@
 """Strategy name -> an Avalanche strategy, all built from one shared configuration.
 
 Every strategy gets the same model (freshly initialised from the seed), the same SGD settings,
-epochs and mini-batch size, and the same memory: `memory.ipc` images per class (a fixed share
-for every class, as DMReplay stores) or a total of `memory.mem_size` images (shared among the
-classes seen so far). `naive` and `joint` keep no memory; `joint` is the upper bound that sees
-all experiences at once. `icarl` and `der` are Avalanche's own `ICaRL` (herding memory and a
-nearest-mean-of-exemplars classifier on the model's embedding) and `DER` (dark experience
-replay: a memory of images with the logits they had), at the same number of stored images.
+epochs and mini-batch size (`train.memory_epochs`, where given, for a model trained on the memory
+only: gdumb, and the memory strategies under `memory.replay_mode: gdumb`, so that one table can
+hold them beside strategies that train on the stream), and the same memory: `memory.ipc` images per
+class (a fixed share for every class, as DMReplay stores) or a total of `memory.mem_size` images
+(shared among the classes seen so far). `naive` and `joint` keep no memory; `joint` is the upper
+bound that sees all experiences at once. `icarl` and `der` are Avalanche's own `ICaRL` (herding
+memory and a nearest-mean-of-exemplars classifier on the model's embedding) and `DER` (dark
+experience replay: a memory of images with the logits they had), at the same number of stored
+images.
 """
 from __future__ import annotations
 
@@ -70,9 +73,11 @@ def build_strategy(name: str, cfg, model: torch.nn.Module, num_classes: int, see
     from torch.nn import CrossEntropyLoss
 
     t = cfg.train
+    on_memory_only = name == "gdumb" or (name in MEMORY_METHODS and cfg.memory.replay_mode == "gdumb")
+    epochs = t.memory_epochs if on_memory_only and t.memory_epochs is not None else t.epochs
     optimizer = torch.optim.SGD(model.parameters(), lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay)
     common = dict(model=model, optimizer=optimizer, criterion=CrossEntropyLoss(),
-                  train_mb_size=t.batch_size, train_epochs=t.epochs, eval_mb_size=512,
+                  train_mb_size=t.batch_size, train_epochs=epochs, eval_mb_size=512,
                   device=device, evaluator=evaluator, eval_every=-1)
     return BUILDERS[name](cfg, common, num_classes, seed)
 

@@ -516,7 +516,7 @@ def test_errors_about_the_arrays_name_the_file(tmp_path, capsys, x_train, words)
 
 
 def test_cl_run_hides_qpsolvers_warning_and_keeps_its_own():
-    script = ("import warnings\nfrom dcapps.cli.cl import other_libraries_quiet\nwith other_libraries_quiet():\n"
+    script = ("import warnings\nfrom scenarios.quiet import other_libraries_quiet\nwith other_libraries_quiet():\n"
               "    warnings.warn('no QP solver found on your system, you can install solvers')\n"
               "    warnings.warn('an Avalanche deprecation', DeprecationWarning)\n"
               "    warnings.warn('a warning of the run')\n")
@@ -525,6 +525,21 @@ def test_cl_run_hides_qpsolvers_warning_and_keeps_its_own():
     assert done.returncode == 0 and "QP solver" not in done.stderr and "deprecation" not in done.stderr
     assert "a warning of the run" in done.stderr
 
+
+
+def test_cl_run_workers_hide_avalanches_deprecations(tmp_path):
+    """Avalanche's GDumb warns of a deprecation on every experience, with its filter forced to
+    "always": spawned workers, which do not inherit the command's filters, must hide it too."""
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text(yaml.safe_dump({"data": "digits", "experiences": 2, "seeds": [0, 1],
+                                   "model": {"name": "ConvNet", "width": 8, "depth": 1},
+                                   "train": {"epochs": 1, "batch_size": 128}, "memory": {"ipc": 1},
+                                   "strategies": ["gdumb"]}))
+    done = subprocess.run([sys.executable, "-m", "dcapps", "cl", "run", str(cfg), "--out", str(tmp_path / "o"),
+                           "--workers", "2", "--quiet"], capture_output=True, text=True, timeout=300, env=ENV)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert sorted(os.listdir(tmp_path / "o" / "units")) == ["gdumb-seed0.json", "gdumb-seed1.json"]
+    assert "Warning" not in done.stderr, done.stderr[-2000:]
 
 # --- a kill -9 at any point, then --resume: the uninterrupted result -------------------------
 

@@ -53,6 +53,7 @@ def test_builtin_configs_are_valid(name):
     ({"train": {"epoch": 1}}, ["train.epoch"]),
     ({"strategies": ["naive", "ewc2"]}, ["ewc2"]),
     ({"train": {"epochs": 0}}, ["train.epochs"]),
+    ({"train": {"memory_epochs": 0}}, ["train.memory_epochs"]),
     ({"memory": {"ipc": 3, "mem_size": 10}}, ["memory.ipc", "memory.mem_size"]),
     ({"experiences": 11}, ["experiences", "10 classes"]),
     ({"memory": {"mem_size": 6}}, ["memory.mem_size", "10 classes"]),
@@ -113,11 +114,12 @@ def test_run_is_resumed_after_an_interruption(tmp_path, capsys, monkeypatch):
     assert all(f"| {s} |" in report for s in TINY["strategies"])
     # the condensed memory against the real-image one: the same pair in the file, the report,
     # the printout and the JSON line
-    from scenarios.report import margin_lines
+    from scenarios.report import margin_lines, verdict_lines
     assert [(g["condensed"], g["baseline"]) for g in results["margins"]] == [("dmreplay", "replay")]
     assert last["margins"] == results["margins"]
     line, = margin_lines(results["margins"])
-    assert line in report and line in printed
+    verdict, = verdict_lines(results["margins"])
+    assert line in report and line in printed and verdict in report and verdict in printed
     csv_lines = (out / "results.csv").read_text().splitlines()
     assert len(csv_lines) == 1 + len(TINY["strategies"])
     assert "===== joint seed 0 =====" in (out / "logs" / "joint-seed0.txt").read_text()
@@ -148,7 +150,7 @@ def test_metrics_of_a_hand_checked_two_and_three_experience_run():
 def test_margins_pair_condensed_and_real_memories_by_seed():
     """A condensed memory is compared with each real-image memory by its per-seed differences,
     and called ahead only when every seed agrees and the mean exceeds the spread."""
-    from scenarios.report import margin_lines, margins
+    from scenarios.report import margin_lines, margins, verdict_lines
 
     def unit(strategy, seed, final, images=20):
         return {"strategy": strategy, "seed": seed, "accuracy": [0.9, final], "per_experience": [[0.9], [0.5, final]],
@@ -167,6 +169,9 @@ def test_margins_pair_condensed_and_real_memories_by_seed():
     assert r["verdict"] == "ahead"
     assert "- dmreplay - replay: +10.00 ± 0.82 points, ahead on 3 of 3 seeds: ahead beyond the spread" \
         in margin_lines(margins(runs))
+    assert verdict_lines(margins(runs)) == ["dmreplay: NOT ahead of herding beyond the spread on this data"]
+    beaten = [r for r in runs if r["strategy"] != "herding"]
+    assert verdict_lines(margins(beaten)) == ["dmreplay: ahead of every real-image memory beyond the spread"]
 
 
 def test_builtin_configs_live_in_the_package():
@@ -195,3 +200,22 @@ def test_icarl_and_der_run_from_avalanche_with_the_same_stored_images(tmp_path, 
     for name in ("icarl", "der"):
         assert runs[name]["memory_images"] == 3 * 10 and len(runs[name]["accuracy"]) == 2
         assert 0.2 < runs[name]["final_accuracy"] <= 1  # well above chance (0.1) on all ten classes
+
+
+@pytest.mark.parametrize("mode", ["gdumb", "mix"])
+def test_memory_epochs_train_only_the_models_trained_on_the_memory_only(tmp_path, digits, mode):
+    """`train.memory_epochs` sets the epochs of gdumb and of the memory strategies under
+    replay_mode gdumb; strategies that train on the stream (and every one under mix) keep `epochs`."""
+    import torch
+
+    from avalanche.training.plugins import EvaluationPlugin
+    from scenarios.strategies import build_strategy
+
+    cfg = load_config(write_config(tmp_path, train={"epochs": 3, "memory_epochs": 7, "batch_size": 128},
+                                   memory={"ipc": 3, "replay_mode": mode}))
+    expected = {"gdumb": 7, "herding": 7 if mode == "gdumb" else 3, "dmreplay": 7 if mode == "gdumb" else 3,
+                "replay": 3, "icarl": 3, "der": 3, "naive": 3}
+    for name, epochs in expected.items():
+        model = runner.new_model(cfg, digits, 0)
+        strategy = build_strategy(name, cfg, model, 10, 0, EvaluationPlugin(loggers=[]), torch.device("cpu"))
+        assert strategy.train_epochs == epochs, name
