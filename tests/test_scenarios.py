@@ -219,3 +219,20 @@ def test_memory_epochs_train_only_the_models_trained_on_the_memory_only(tmp_path
         model = runner.new_model(cfg, digits, 0)
         strategy = build_strategy(name, cfg, model, 10, 0, EvaluationPlugin(loggers=[]), torch.device("cpu"))
         assert strategy.train_epochs == epochs, name
+
+
+def test_data_flag_runs_the_same_config_on_other_data(tmp_path, capsys, digits_npz):
+    """`--data` replaces the config's data spec (the rest of the config unchanged); a spec that
+    does not load stops the run with one line, before any unit."""
+    out = tmp_path / "out"
+    cfg = write_config(tmp_path, strategies=["replay"])
+    assert main(["cl", "run", cfg, "--data", digits_npz, "--out", str(out), "--quiet", "--json"]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["config"]["data"] == digits_npz and results["config"]["train"] == load_config(cfg).as_dict()["train"]
+    assert [r["strategy"] for r in results["runs"]] == ["replay"]
+    capsys.readouterr()
+    missing = str(tmp_path / "nowhere.npz")
+    assert main(["cl", "run", cfg, "--data", missing, "--out", str(tmp_path / "o2"), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "nowhere.npz" in err
+    assert not (tmp_path / "o2" / "units").exists()

@@ -36,6 +36,9 @@ def add_arguments(name: str, p: argparse.ArgumentParser) -> None:
                        help="a YAML file, or a built-in name: digits, splitmnist, splitcifar10, "
                             "dmpaper_cifar100, dmpaper_cifar100_10steps, dmpaper_fashion")
         p.add_argument("--seeds", default=None, help="comma-separated seeds, overriding the config's")
+        p.add_argument("--data", default=None, metavar="SPEC",
+                       help="data spec overriding the config's (e.g. another PATH.npz: the same config, "
+                            "unchanged, on other data)")
         add_layout_flags(p)
     p.add_argument("--out", default=None, metavar="DIR", help="output folder (default runs/cl/<name>)")
     p.add_argument("--device", type=device_flag, default=None,
@@ -71,6 +74,8 @@ def _run(args: argparse.Namespace) -> int:
     cfg = load_config(DEMO_CONFIG if args.command == "demo" else args.config)
     if getattr(args, "seeds", None) is not None:
         cfg.seeds = parse_seeds(args.seeds)
+    if getattr(args, "data", None) is not None:
+        cfg.data = args.data
     if args.device is not None:
         cfg.device = args.device
     layout = layout_of(args) if args.command == "cl" else Layout()
