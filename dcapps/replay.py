@@ -8,7 +8,7 @@ them detached on the CPU in the space the model sees. `CondensedReplayPlugin` re
 re-initialises the model and trains it on the memory only (the DM paper's protocol). `DMReplay`
 is `SupervisedTemplate` + that plugin, with the conventions of Avalanche's `Replay` and `GDumb`.
 
-A memory is condensed in a few hundred iterations per experience, not DM's 20,000, so every
+A memory is condensed in about a hundred iterations per experience, not DM's 20,000, so every
 memory method starts from its `"memory"` preset (DM's: 100 iterations from herding's picks with
 larger image steps, chosen by accuracy per memory-building second in the README's DMReplay
 section; `dcapps methods` lists the presets); `options` override any setting.

@@ -3,8 +3,9 @@
 Avalanche 0.6 warns of its own deprecations on every experience (its `deprecated` decorator sets
 the filter to "always" while it warns, so the usual `-W`/PYTHONWARNINGS filters do not hold it
 back), and qpsolvers warns on import that it found no solver (Avalanche imports it for GEM,
-which no strategy here uses). `other_libraries_quiet` hides exactly those at the point where
-they are shown; every other warning, the run's own included, is shown as usual. The command
+which no strategy here uses). `other_libraries_quiet` hides those (every DeprecationWarning, and
+qpsolvers' message) at the point where they are shown; every other warning, the run's own
+included, is shown as usual. The command
 line wraps its whole run in it, and each unit is wrapped again where it runs, so spawned worker
 processes are quiet too.
 """

@@ -60,8 +60,8 @@ class DM(Method):
 
     # Short condensations (a replay memory per experience) instead of the paper's 20,000 iterations
     # at lr_img 1: start from herding's picks and take larger image steps. 100 iterations: on
-    # Fashion-MNIST 1,000/class (gdumb protocol) they gave as much accuracy as 300 in 0.7x the
-    # memory-building time; factor 1, since a factor-2 memory lost 18 points in the mix protocol.
+    # Fashion-MNIST 1,000/class (gdumb protocol) they gave as much accuracy as 300 in 0.6-0.7x the
+    # memory-building time; factor 1, since a factor-2 memory lost 17.6 points in the mix protocol.
     # Measured in the README (DMReplay section) on digits and Fashion-MNIST.
     graph_safe: ClassVar[bool] = True  # the hooks never read the device: an iteration can be captured
     pooled: ClassVar[bool] = True  # `moments` are summed over a batch (False: kept per sample)
