@@ -29,7 +29,8 @@ def run_seed(args, seed: int) -> dict:
     name = os.path.splitext(os.path.basename(args.data.rstrip("/")))[0]
     folder = os.path.join(args.out_dir, f"rank_{name}_s{seed}")
     _check(dcapps(["nas", "rank-eval", "--data", args.data, "--condense", args.condensers, "--ipc", str(args.ipc),
-                   "--condense-options", json.dumps({"iterations": args.iterations, **args.condense_options}), "--space", args.space,
+                   "--condense-options", json.dumps({"iterations": args.iterations, **args.condense_options}),
+                   "--space", args.space,
                    "--archs", str(args.archs), "--seed", str(seed), "--epochs", str(args.epochs),
                    "--full-epochs", str(args.full_epochs), "--baselines", "random,herding,early",
                    "--workers", str(args.workers), "--quiet", "--out", folder]))

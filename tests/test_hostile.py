@@ -526,7 +526,6 @@ def test_cl_run_hides_qpsolvers_warning_and_keeps_its_own():
     assert "a warning of the run" in done.stderr
 
 
-
 def test_cl_run_workers_hide_avalanches_deprecations(tmp_path):
     """Avalanche's GDumb warns of a deprecation on every experience, with its filter forced to
     "always": spawned workers, which do not inherit the command's filters, must hide it too."""
@@ -540,6 +539,7 @@ def test_cl_run_workers_hide_avalanches_deprecations(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     assert sorted(os.listdir(tmp_path / "o" / "units")) == ["gdumb-seed0.json", "gdumb-seed1.json"]
     assert "Warning" not in done.stderr, done.stderr[-2000:]
+
 
 # --- a kill -9 at any point, then --resume: the uninterrupted result -------------------------
 

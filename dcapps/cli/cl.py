@@ -115,9 +115,8 @@ def _write_report(out: str, cfg, as_json: bool, demo: bool = False) -> None:
     if pairs:
         print("\ncondensed against real-image memories (final accuracy, paired by seed):")
         print("\n".join(margin_lines(pairs)))
-        verdicts = verdict_lines(pairs)
-        print("\n" + "\n".join(verdicts))
-        if demo and any("NOT ahead" in v for v in verdicts):
+        print("\n" + "\n".join(verdict_lines(pairs)))
+        if demo and any(g["verdict"] != "ahead" for g in pairs):
             print(DEMO_NOTE)
     if missing:
         print(f"\nnot finished yet ({len(missing)}): {', '.join(missing)}")
