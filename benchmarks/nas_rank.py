@@ -21,21 +21,42 @@ import platform
 import statistics
 import sys
 
+from condense_core import InputError
+from condense_core.registry import method_class
+from condense_core.settings import applicable
 from dcapps.cli import main as dcapps
+from nas.rank_eval import join_results
 
 
 def run_seed(args, seed: int) -> dict:
-    """One seed's rank-eval result (its folder is kept: a rerun carries on)."""
+    """One seed's rank-eval result (its folders are kept: a rerun carries on): `--condensers` with
+    the baselines and zero-cost scores, joined with a folder of `--added-condensers` alone."""
     name = os.path.splitext(os.path.basename(args.data.rstrip("/")))[0]
-    folder = os.path.join(args.out_dir, f"rank_{name}_s{seed}")
-    _check(dcapps(["nas", "rank-eval", "--data", args.data, "--condense", args.condensers, "--ipc", str(args.ipc),
-                   "--condense-options", json.dumps({"iterations": args.iterations, **args.condense_options}),
-                   "--space", args.space,
-                   "--archs", str(args.archs), "--seed", str(seed), "--epochs", str(args.epochs),
-                   "--full-epochs", str(args.full_epochs), "--baselines", "random,herding,early",
-                   "--workers", str(args.workers), "--quiet", "--out", folder]))
-    with open(os.path.join(folder, "result.json")) as f:
-        return json.load(f)
+    runs = [(f"rank_{name}_s{seed}", args.condensers, "random,herding,early", "naswot,synflow,grad_norm,snip")]
+    if args.added_condensers:
+        runs.append((f"rank_{name}_{args.added_condensers.replace(',', '-')}_s{seed}", args.added_condensers,
+                     "none", "none"))
+    results = []
+    for folder, condensers, baselines, zero_cost in runs:
+        folder = os.path.join(args.out_dir, folder)
+        _check(dcapps(["nas", "rank-eval", "--data", args.data, "--condense", condensers, "--ipc", str(args.ipc),
+                       "--condense-options", json.dumps(options_for(condensers, {"iterations": args.iterations,
+                                                                                  **args.condense_options})),
+                       "--space", args.space, "--archs", str(args.archs), "--seed", str(seed),
+                       "--epochs", str(args.epochs), "--full-epochs", str(args.full_epochs),
+                       "--baselines", baselines, "--zero-cost", zero_cost,
+                       "--workers", str(args.workers), "--quiet", "--out", folder]))
+        with open(os.path.join(folder, "result.json")) as f:
+            results.append(json.load(f))
+    return join_results(results)
+
+
+def options_for(condensers: str, options: dict) -> dict:
+    """The entries of `options` that some of `condensers` take (rank-eval refuses the others)."""
+    out = {}
+    for name in filter(None, condensers.split(",")):
+        out.update(applicable(method_class("condense", name), options))
+    return out
 
 
 def _check(rc: int) -> None:
@@ -118,6 +139,10 @@ def main(argv=None) -> int:
     p.add_argument("--archs", type=int, default=20)
     p.add_argument("--ipc", type=int, default=10)
     p.add_argument("--condensers", default="dm", help="comma list of condensers whose proxies are built")
+    p.add_argument("--added-condensers", default="", metavar="NAMES",
+                   help="condensers run in a second folder per seed (no baselines, no zero-cost scores) and "
+                        "joined to the table: proxies added to a finished comparison (the whole data is "
+                        "trained again there and must give the same accuracies)")
     p.add_argument("--iterations", type=int, default=300, help="condensation iterations")
     p.add_argument("--condense-options", type=json.loads, default={}, metavar="JSON",
                    help="more settings for the condensers, each to those that have it (rank-eval's option)")
@@ -128,7 +153,11 @@ def main(argv=None) -> int:
     p.add_argument("--plot", default=None, metavar="PNG", help="also draw rank quality against seconds there")
     args = p.parse_args(argv)
     os.makedirs(args.out_dir, exist_ok=True)
-    results = [run_seed(args, int(s)) for s in args.seeds.split(",")]
+    try:
+        results = [run_seed(args, int(s)) for s in args.seeds.split(",")]
+    except InputError as e:
+        print(f"nas_rank: error: {e}", file=sys.stderr)
+        return 2
     print(f"{args.data}: {args.archs} architectures of the {args.space} space per seed, seeds {args.seeds}; "
           f"{args.condensers} ipc {args.ipc}, {args.iterations} iterations; {args.epochs} epochs on proxies, "
           f"{args.full_epochs} on the whole data; time = training (+ building the proxy); "

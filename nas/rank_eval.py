@@ -216,6 +216,37 @@ def rank_eval(rows: list[dict], proxies: list[Proxy], full_cfg: TrainConfig, see
             "summary": summary, "per_arch": rows}
 
 
+def join_results(results: list[dict]) -> dict:
+    """One comparison from rank-eval results of the same data, seed, architectures and whole-data
+    training, each with other proxies: how proxies are added to a finished comparison without
+    changing its folder. The whole data is trained again in each run, deterministically, so their
+    whole-data accuracies must be identical (otherwise the runs are not comparable: InputError).
+    Trained proxies come first, in the order of the runs, then the zero-cost scores; the whole-data
+    time is the first run's."""
+    first = results[0]
+    same = ("data", "seed", "full_train", "full_images")
+    for other in results[1:]:
+        differ = [k for k in same if other[k] != first[k]]
+        if [r["arch"] for r in other["per_arch"]] != [r["arch"] for r in first["per_arch"]]:
+            differ.append("architectures")
+        elif [r["full"] for r in other["per_arch"]] != [r["full"] for r in first["per_arch"]]:
+            differ.append("whole-data accuracies")
+        if differ:
+            raise InputError(f"rank-eval results to join differ in {', '.join(differ)}")
+    summary = [s for r in results for s in r["summary"] if not s.get("zero_cost")]
+    summary += [s for r in results for s in r["summary"] if s.get("zero_cost")]
+    names = [s["proxy"] for s in summary]
+    clash = sorted({n for n in names if names.count(n) > 1})
+    if clash:
+        raise InputError(f"rank-eval results to join both have {', '.join(clash)}")
+    per_arch = []
+    for rows in zip(*(r["per_arch"] for r in results)):  # one architecture's rows, one per run
+        per_arch.append({**rows[0], "proxies": {k: v for r in rows for k, v in r["proxies"].items()},
+                         "zero_cost": {k: v for r in rows for k, v in r.get("zero_cost", {}).items()}})
+    return {**first, "summary": summary, "per_arch": per_arch,
+            "proxy_train": {k: v for r in results for k, v in r["proxy_train"].items()}}
+
+
 def _ratio(a: float, b: float) -> float | None:
     return round(a / b, 2) if b > 0 else None
 

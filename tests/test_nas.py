@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import yaml
 
+from condense_core import InputError
 from dcapps.cli import main
 from nas.space import FULL, architectures, check_space, load_space, to_nni
 
@@ -101,6 +102,10 @@ def test_bad_inputs_exit_2_with_one_line_and_write_nothing(tmp_path, capsys, pro
         assert not out.exists()
     rc, _, err = run_cli(capsys, "nas", "rank-eval", "--data", str(five), "--proxy", proxy, "--archs", "2")
     assert rc == 2 and "classes" in err
+    for options in ('{"iteration": 3}', '{"train_nets": 1}'):  # misspelt; a setting of idm, not of dm
+        rc, _, err = run_cli(capsys, "nas", "rank-eval", "--data", "digits", "--condense", "dm", "--ipc", "1",
+                             "--condense-options", options, "--out", str(out))
+        assert rc == 2 and "--condense-options" in err and "not a setting of dm" in err and not out.exists(), err
     rc, _, err = run_cli(capsys, "nas", "rank-eval", "--data", "digits", "--proxy", proxy, "--archs", "0")
     assert rc == 2 and "--archs" in err
     rc, _, err = run_cli(capsys, "nas", "report", "--dir", str(tmp_path))
@@ -152,6 +157,27 @@ def test_rank_eval_compares_proxies_with_whole_data(tmp_path, capsys, proxy):
     assert rc == 0 and json.loads(text.strip().splitlines()[-1])["missing"] == ["arch001"]
     rc, text, _ = run_cli(capsys, *args, "--out", str(shards), "--shard", "2/2")
     assert rc == 0 and _timings_aside(json.loads(text.strip().splitlines()[-1])) == _timings_aside(res)
+
+    # A DM proxy added in a folder of its own: the whole data is trained again to the same accuracies,
+    # and the two results join into one comparison (trained proxies first); other runs do not join.
+    from nas.rank_eval import join_results
+
+    added = args[:4] + ["--condense", "dm", "--ipc", "2", "--condense-options", '{"iterations": 2}'] + args[6:]
+    added[added.index("random,early")] = "none"
+    rc, text, err = run_cli(capsys, *added, "--zero-cost", "none", "--out", str(tmp_path / "added"))
+    assert rc == 0, err
+    more = json.loads(text.strip().splitlines()[-1])
+    joined = join_results([res, more])
+    assert [s["proxy"] for s in joined["summary"]] == ["random ipc2", "random subset ipc2", "whole data, 1 ep",
+                                                       "dm ipc2", "naswot", "synflow", "grad_norm", "snip"]
+    assert joined["summary"][3] == more["summary"][0] and joined["full_s"] == res["full_s"]
+    assert all(set(r["proxies"]) == {"random ipc2", "random subset ipc2", "whole data, 1 ep", "dm ipc2"}
+               for r in joined["per_arch"])
+    with pytest.raises(InputError, match="both have .*random ipc2"):
+        join_results([res, res])
+    more["per_arch"][0]["full"] += 0.01
+    with pytest.raises(InputError, match="whole-data accuracies"):
+        join_results([res, more])
 
 
 def _free_port() -> int:

@@ -67,8 +67,8 @@ def add_arguments(name: str, p: argparse.ArgumentParser) -> None:
     ev.add_argument("--ipc", type=at_least(1), default=None,
                     help="images per class of the built proxies and subsets (default: the first --proxy's)")
     ev.add_argument("--condense-options", default="{}", metavar="JSON",
-                    help="settings for the built proxies' methods, each to those that have it "
-                         "(e.g. '{\"iterations\": 300}')")
+                    help="settings for the built proxies' methods, each to those that have it; one that "
+                         "none of them has is refused (e.g. '{\"iterations\": 300}')")
     ev.add_argument("--space", default="small", help="full | small | FILE.json")
     ev.add_argument("--archs", type=int, default=20, help="architectures sampled from the space (20)")
     ev.add_argument("--full-epochs", type=at_least(1), default=100, help="epochs on the whole data (100)")
@@ -154,9 +154,13 @@ def _rank_eval(args) -> int:
 
 
 def _condense_options(args) -> dict:
+    """--condense-options as a mapping; each entry must be a setting of one of the --condense
+    methods (a misspelt or misplaced one would otherwise change nothing, silently)."""
     import json
 
     from condense_core import InputError
+    from condense_core.registry import method_class
+    from condense_core.settings import settings_of
 
     try:
         options = json.loads(args.condense_options)
@@ -164,6 +168,12 @@ def _condense_options(args) -> dict:
         options = None
     if not isinstance(options, dict):
         raise InputError(f"--condense-options must be a JSON mapping, got {args.condense_options!r}")
+    names = _names(args.condense)
+    known = set().union(*(settings_of(method_class("condense", n)) for n in names))
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise InputError(f"--condense-options: {', '.join(unknown)} is not a setting of "
+                         f"{', '.join(names) if names else 'any --condense method (none given)'}")
     return options
 
 
