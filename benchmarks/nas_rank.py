@@ -7,6 +7,8 @@ training set, and scores it with the zero-cost proxies. The table shows mean +- 
 of the rank correlations, of the whole-data accuracy of the architecture each proxy picks, and
 of the time against whole-data training. Each seed's run is a folder in `--out-dir`, so an
 interrupted run continues where it stopped; `--workers` shares the architectures out.
+`--added-condensers` adds proxies to a finished comparison: they run in a second folder per seed
+(the whole data trained again, to the same accuracies) and the two results are joined.
 
     OMP_NUM_THREADS=1 python benchmarks/nas_rank.py --data digits --seeds 0,1 --archs 20 \
         --condensers dm,idm,m3d --condense-options '{"train_nets": 1, "train_steps": 2, "train_batch": 128}' \
@@ -159,7 +161,7 @@ def main(argv=None) -> int:
         print(f"nas_rank: error: {e}", file=sys.stderr)
         return 2
     print(f"{args.data}: {args.archs} architectures of the {args.space} space per seed, seeds {args.seeds}; "
-          f"{args.condensers} ipc {args.ipc}, {args.iterations} iterations; {args.epochs} epochs on proxies, "
+          f"{','.join(filter(None, (args.condensers, args.added_condensers)))} ipc {args.ipc}, {args.iterations} iterations; {args.epochs} epochs on proxies, "
           f"{args.full_epochs} on the whole data; time = training (+ building the proxy); "
           f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, "
           f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}")
