@@ -27,14 +27,14 @@ from condense_core import InputError
 from condense_core.registry import method_class
 from condense_core.settings import applicable
 from dcapps.cli import main as dcapps
-from nas.rank_eval import join_results
+from nas.rank_eval import BASELINES, ZERO_COST, join_results
 
 
 def run_seed(args, seed: int) -> dict:
     """One seed's rank-eval result (its folders are kept: a rerun carries on): `--condensers` with
     the baselines and zero-cost scores, joined with a folder of `--added-condensers` alone."""
     name = os.path.splitext(os.path.basename(args.data.rstrip("/")))[0]
-    runs = [(f"rank_{name}_s{seed}", args.condensers, "random,herding,early", "naswot,synflow,grad_norm,snip")]
+    runs = [(f"rank_{name}_s{seed}", args.condensers, ",".join(BASELINES), ",".join(ZERO_COST))]
     if args.added_condensers:
         runs.append((f"rank_{name}_{args.added_condensers.replace(',', '-')}_s{seed}", args.added_condensers,
                      "none", "none"))
@@ -161,7 +161,8 @@ def main(argv=None) -> int:
         print(f"nas_rank: error: {e}", file=sys.stderr)
         return 2
     print(f"{args.data}: {args.archs} architectures of the {args.space} space per seed, seeds {args.seeds}; "
-          f"{','.join(filter(None, (args.condensers, args.added_condensers)))} ipc {args.ipc}, {args.iterations} iterations; {args.epochs} epochs on proxies, "
+          f"{','.join(filter(None, (args.condensers, args.added_condensers)))} ipc {args.ipc}, "
+          f"{args.iterations} iterations; {args.epochs} epochs on proxies, "
           f"{args.full_epochs} on the whole data; time = training (+ building the proxy); "
           f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, "
           f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}")
