@@ -25,14 +25,14 @@ import sys
 
 import torch
 
-from condense_core import InputError, TrainConfig, load_data, make_method
+from condense_core import InputError, TrainSettings, load_data, make_method
 from condense_core.errors import Interrupted
 from condense_core.evaluate import evaluate
 from condense_core.reference import ReferenceDM
 from condense_core.registry import method_class, methods
 from condense_core.settings import applicable
 from condense_core.sweep import Sweep, run
-from condense_core.synthetic import atomic_write_text
+from condense_core.reduced import atomic_write_text
 from dcapps.cli.common import add_layout_flags, layout_of
 
 SUFFIX_KIND = {"-s": "select", "-c": "condense"}
@@ -69,7 +69,7 @@ class TableUnit:
 
     def __init__(self, data: str, iterations: int, runs: int, epochs: int, extra: dict):
         self.data, self.iterations, self.runs, self.extra = data, iterations, runs, extra
-        self.cfg = TrainConfig(epochs=epochs)
+        self.cfg = TrainSettings(epochs=epochs)
         self._loaded = None
 
     def __getstate__(self) -> dict:
@@ -101,7 +101,7 @@ def main(argv=None) -> int:
     p.add_argument("--iterations", type=int, default=1000, help="condensation iterations")
     p.add_argument("--runs", type=int, default=2, help="evaluation networks per seed")
     p.add_argument("--epochs", type=int, default=300, help="evaluation epochs")
-    p.add_argument("--method-options", default="{}", help="JSON dict of extra method settings")
+    p.add_argument("--method-settings", default="{}", help="JSON dict of extra method settings")
     p.add_argument("--out", required=True, help="output folder (its finished units are kept)")
     add_layout_flags(p)
     a = p.parse_args(argv)
@@ -121,9 +121,9 @@ def _main(a: argparse.Namespace) -> int:
     methods = a.methods.split(",")
     ipcs = [int(i) for i in a.ipcs.split(",")]
     seeds = [int(s) for s in a.seeds.split(",")]
-    extra = {"progress": False, **json.loads(a.method_options)}
+    extra = {"progress": False, **json.loads(a.method_settings)}
     settings = {"data": a.data, "iterations": a.iterations, "runs": a.runs, "epochs": a.epochs,
-                "method_options": extra}  # a folder's figures share these
+                "method_settings": extra}  # a folder's figures share these
     info = {"torch": torch.__version__, "threads": torch.get_num_threads(),
             "machine": f"{platform.machine()} {os.cpu_count()} cpus, "
                        f"{'cuda' if torch.cuda.is_available() else 'no GPU'}"}

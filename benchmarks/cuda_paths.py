@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # before cuBLAS starts: deterministic
 
-from condense_core import ImageData, SyntheticSet, load_data  # noqa: E402
+from condense_core import ImageData, ReducedSet, load_data  # noqa: E402
 from condense_core.engine import Engine  # noqa: E402
 from condense_core.methods.dm import DM  # noqa: E402
 from condense_core.reference import ReferenceLoop  # noqa: E402
@@ -67,7 +67,7 @@ def condense_argv(data, out, iterations, *extra):
 
 
 def max_diff(a: Path, b: Path) -> float:
-    return (SyntheticSet.load(str(a)).images - SyntheticSet.load(str(b)).images).abs().max().item()
+    return (ReducedSet.load(str(a)).images - ReducedSet.load(str(b)).images).abs().max().item()
 
 
 def colour_data(per_class: int = 5000) -> ImageData:
@@ -178,7 +178,7 @@ def long_run(args, tmp: Path, measured_ms: float | None) -> dict:
                   str(args.eval_epochs), "--device", "cuda", "--json", "--quiet", timeout=1200)
     res = json.loads(done.stdout.strip().splitlines()[-1])
     return {"iterations": iterations, "flags": args.long_flags, "condense_wall_s": wall,
-            "condense_s_in_run": SyntheticSet.load(str(out)).meta["wall_time_s"],
+            "condense_s_in_run": ReducedSet.load(str(out)).meta["wall_time_s"],
             "accuracy_mean": res["mean"], "accuracy_std": res["std"], "accuracies": res["accuracies"],
             "eval_epochs": args.eval_epochs, "eval_wall_s": time.perf_counter() - t0 - wall}
 
@@ -187,7 +187,7 @@ def torchrun_nccl(args, tmp: Path) -> dict:
     out = tmp / "torchrun.pt"
     dcapps(*condense_argv(args.data, out, args.iterations),
            launcher=(sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "1"))
-    return {"world_size": SyntheticSet.load(str(out)).meta["world_size"],
+    return {"world_size": ReducedSet.load(str(out)).meta["world_size"],
             "max_abs_diff_vs_one_process": max_diff(out, tmp / "a.pt")}
 
 
@@ -195,7 +195,7 @@ def lcmat(args, tmp: Path) -> dict:
     t0 = time.perf_counter()
     dcapps("condense", "--data", args.data, "--method", "lcmat", "--ipc", "10", "--iterations", "50",
            "--seed", "0", "--device", "cuda", "--quiet", "--out", str(tmp / "lcmat.pt"))
-    images = SyntheticSet.load(str(tmp / "lcmat.pt")).images
+    images = ReducedSet.load(str(tmp / "lcmat.pt")).images
     return {"iterations": 50, "wall_s": time.perf_counter() - t0, "finite": bool(torch.isfinite(images).all())}
 
 

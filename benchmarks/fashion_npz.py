@@ -15,7 +15,7 @@ import sys
 
 import numpy as np
 
-from condense_core.synthetic import atomic_write
+from condense_core.reduced import atomic_write
 
 DEFAULT_DIR = "/usr/share/datasets/fashion-mnist"
 

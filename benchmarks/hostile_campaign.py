@@ -50,7 +50,7 @@ import yaml  # noqa: E402
 
 import condense_core  # noqa: E402
 import condense_core.evaluate as evaluate_module  # noqa: E402
-from condense_core import InputError, SyntheticSet  # noqa: E402
+from condense_core import InputError, ReducedSet  # noqa: E402
 from condense_core.registry import methods  # noqa: E402
 from condense_core.settings import flag_name, settings_of  # noqa: E402
 from dcapps.cli import main  # noqa: E402
@@ -251,7 +251,7 @@ class Workspace:
         self.digits = data
         idx = torch.cat([torch.nonzero(data.y_train == c).flatten()[:2] for c in range(10)])
         self.set = self.dir / "set.pt"
-        SyntheticSet(data.x_train[idx], data.y_train[idx], data.classes, data.mean, data.std,
+        ReducedSet(data.x_train[idx], data.y_train[idx], data.classes, data.mean, data.std,
                      {"method": "random"}).save(str(self.set))
         self.folder = self.image_folder("folder", lambda split, i: x[i])
         self.make_checkpoint()
@@ -386,9 +386,9 @@ def custom_case(group, cause, name, fn) -> Case:
 
 
 def new_buffer():
-    from dcapps.replay import SyntheticBuffer
+    from dcapps.replay import ReducedSetBuffer
 
-    return SyntheticBuffer(ipc=1, method="random", kind="select")
+    return ReducedSetBuffer(ipc=1, method="random", kind="select")
 
 
 # group 1 ----------------------------------------------------------------------------------------
@@ -397,7 +397,7 @@ def settings_cases(ws: Workspace) -> list[Case]:
     """Every float setting of every method NaN and infinite, every bounded int below its bound, as
     flags; the training flags of evaluate and nas; the YAML's keys; the replay API's options.
     Derived from the declarations, so a method added later is tried too."""
-    from condense_core.evaluate import TrainConfig
+    from condense_core.evaluate import TrainSettings
 
     cause = "NaN, inf or out-of-range setting"
     cases = []
@@ -414,7 +414,7 @@ def settings_cases(ws: Workspace) -> list[Case]:
     commands = (["evaluate", "--full", "--data", "digits"],
                 ["nas", "init", "--data", "digits", "--proxy", ws.set, "--out", "{f}/exp"],
                 ["nas", "rank-eval", "--data", "digits", "--proxy", ws.set])
-    for s in settings_of(TrainConfig).values():
+    for s in settings_of(TrainSettings).values():
         for command in commands if s.type is float else ():
             flag = flag_name(s.name)
             cases.append(cli_case(1, cause, f"{' '.join(command[:2])} {flag} nan", [*command, f"{flag}=nan"],
@@ -433,13 +433,13 @@ def settings_cases(ws: Workspace) -> list[Case]:
                               prepare=lambda f, c=changes: ws.config(f, **c)))
     for option, value in (("lr_img", nan), ("momentum", inf), ("iterations", 0), ("init", "zeros")):
         def call(folder, state, option=option, value=value):
-            from dcapps.replay import SyntheticBuffer
-            SyntheticBuffer(ipc=1, options={option: value})
+            from dcapps.replay import ReducedSetBuffer
+            ReducedSetBuffer(ipc=1, method_settings={option: value})
         cases.append(api_case(1, cause, f"replay option {option}={value}", call, [option]))
     for option, value in (("mem_size", 0), ("ipc", 0), ("replay_mode", "both")):
         def call(folder, state, option=option, value=value):
-            from dcapps.replay import CondensedReplayPlugin
-            CondensedReplayPlugin(**{option: value})
+            from dcapps.replay import ReducedSetReplayPlugin
+            ReducedSetReplayPlugin(**{option: value})
         cases.append(api_case(1, cause, f"replay {option}={value}", call, [option]))
     return cases
 
@@ -506,7 +506,7 @@ def kill_case(method: str, how: str, reference: dict) -> Case:
             if code != 0:
                 result.problems.append(f"the uninterrupted run failed: {err.strip()[-300:]}")
                 return
-            reference[method] = SyntheticSet.load(str(whole)).images
+            reference[method] = ReducedSet.load(str(whole)).images
         out = folder / "out.pt"
         every = [] if how == "kill-early" else ["--checkpoint-every", "3"]
         argv = condense_argv(out, method, "digits", "--iterations", "24", *every)
@@ -531,7 +531,7 @@ def kill_case(method: str, how: str, reference: dict) -> Case:
         if code != 0:
             result.problems.append(f"resume exit {code}")
             return
-        if not torch.equal(SyntheticSet.load(str(out)).images, reference[method]):
+        if not torch.equal(ReducedSet.load(str(out)).images, reference[method]):
             result.problems.append("the resumed set differs from the uninterrupted one")
         result.problems += leftovers(folder)
     return custom_case(2, "kill -9 / SIGINT / SIGTERM, then --resume", f"{method}: {how} then --resume", fn)
@@ -559,9 +559,9 @@ def second_run_case(name: str, first: list, second: list, mark: str, prepare=Non
     return custom_case(2, "two runs writing one output", name, fn)
 
 
-def memory_set(channels: int, arity: int = 2, side: int = 8, meta: dict | None = None) -> SyntheticSet:
+def memory_set(channels: int, arity: int = 2, side: int = 8, meta: dict | None = None) -> ReducedSet:
     meta = {"item_arity": arity, "task_labels": {"0": 0, "1": 0}} if meta is None else meta
-    return SyntheticSet(torch.randn(2, channels, side, side), [0, 1], [0, 1], [0.0] * channels, [1.0] * channels,
+    return ReducedSet(torch.randn(2, channels, side, side), [0, 1], [0, 1], [0.0] * channels, [1.0] * channels,
                         meta)
 
 
@@ -581,7 +581,7 @@ def memory_folder(folder: Path, sets: list, index: str | bytes | None = None, da
 def load_memory_case(name: str, build: Callable[[Path], Path], words=()) -> Case:
     """load_memory of a bad folder raises one InputError and leaves the memory as it was."""
     def call(folder, state):
-        buffer = SyntheticBuffer(ipc=2, method="random", kind="select")
+        buffer = ReducedSetBuffer(ipc=2, method="random", kind="select")
         buffer.sets = [memory_set(1)]
         buffer._refresh()
         state.update(buffer=buffer, sets=list(buffer.sets), data=buffer.buffer)
@@ -591,7 +591,7 @@ def load_memory_case(name: str, build: Callable[[Path], Path], words=()) -> Case
         b = state.get("buffer")
         if b is not None and (b.sets != state["sets"] or b.buffer is not state["data"]):
             return ["the memory was changed by a refused load"]
-    from dcapps.replay import SyntheticBuffer
+    from dcapps.replay import ReducedSetBuffer
     return api_case(2, "load_memory half replaced", name, call, words, check)
 
 
@@ -751,7 +751,7 @@ def group3(ws: Workspace) -> list[Case]:
         cli_case(3, cause, "rank-eval unknown baseline", [*rank_eval, "--baselines", "random,oracle"],
                  ["--baselines", "oracle"], before_work=True),
         api_case(3, cause, "a replay memory without ipc or mem_size", lambda f, s: __import__(
-            "dcapps.replay").replay.SyntheticBuffer(ipc=None, mem_size=None), ["ipc", "mem_size"]),
+            "dcapps.replay").replay.ReducedSetBuffer(ipc=None, mem_size=None), ["ipc", "mem_size"]),
         cli_case(3, cause, "cl run on images its model cannot look at", cl_run, ["model", "too small"],
                  before_work="training",
                  prepare=lambda f: ws.config(f, data=str(ws.dir / "tiny3.npz"), experiences=1,
@@ -1029,8 +1029,8 @@ def limit_cases(ws: Workspace) -> list[Case]:
     ]
     for options in ({"ipc": 3}, {"seed": 4}):
         def call(folder, state, options=options):
-            from dcapps.replay import SyntheticBuffer
-            SyntheticBuffer(ipc=1, options=options)
+            from dcapps.replay import ReducedSetBuffer
+            ReducedSetBuffer(ipc=1, method_settings=options)
         cases.append(api_case(4, cause, f"replay options {options}", call, list(options)))
     return cases
 

@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from condense_core import load_data, make_method
-from condense_core.evaluate import TrainConfig, evaluate, test_accuracy
+from condense_core.evaluate import TrainSettings, evaluate, test_accuracy
 from condense_core.method import pick_per_class
 from condense_core.methods.selectors import Herding, KCenter
 from condense_core.methods.lcmat import LCMatS
@@ -144,7 +144,7 @@ def condense(data, a):
             os.replace(path + ".tmp", path)
             return nets
 
-    cfg = TrainConfig(epochs=a.epochs)
+    cfg = TrainSettings(epochs=a.epochs)
     out_file = os.path.join(a.out, "results.jsonl")
     os.makedirs(a.out, exist_ok=True)
     done = finished(out_file)
@@ -187,7 +187,7 @@ def main(argv=None):
         return scales(data, a)
     if a.cmd == "condense":
         return condense(data, a)
-    cfg = TrainConfig(epochs=a.epochs)
+    cfg = TrainSettings(epochs=a.epochs)
     done = set()
     out_file = None
     if a.out:

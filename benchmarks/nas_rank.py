@@ -11,7 +11,7 @@ interrupted run continues where it stopped; `--workers` shares the architectures
 (the whole data trained again, to the same accuracies) and the two results are joined.
 
     OMP_NUM_THREADS=1 python benchmarks/nas_rank.py --data digits --seeds 0,1 --archs 20 \
-        --condensers dm,idm,m3d --condense-options '{"train_nets": 1, "train_steps": 2, "train_batch": 128}' \
+        --condensers dm,idm,m3d --method-settings '{"train_nets": 1, "train_steps": 2, "train_batch": 128}' \
         --ipc 10 --iterations 300 --epochs 300 --full-epochs 100 --out-dir runs/nas/b19
 """
 from __future__ import annotations
@@ -42,8 +42,8 @@ def run_seed(args, seed: int) -> dict:
     for folder, condensers, baselines, zero_cost in runs:
         folder = os.path.join(args.out_dir, folder)
         _check(dcapps(["nas", "rank-eval", "--data", args.data, "--condense", condensers, "--ipc", str(args.ipc),
-                       "--condense-options", json.dumps(options_for(condensers, {"iterations": args.iterations,
-                                                                                  **args.condense_options})),
+                       "--method-settings", json.dumps(options_for(condensers, {"iterations": args.iterations,
+                                                                                  **args.method_settings})),
                        "--space", args.space, "--archs", str(args.archs), "--seed", str(seed),
                        "--epochs", str(args.epochs), "--full-epochs", str(args.full_epochs),
                        "--baselines", baselines, "--zero-cost", zero_cost,
@@ -101,7 +101,7 @@ def plot(results: list[dict], path: str, title: str) -> str:
     scores: scoring), mean and std over seeds, log scale; whole-data training is the reference."""
     import statistics
 
-    from condense_core.synthetic import pyplot, save_png
+    from condense_core.reduced import pyplot, save_png
 
     plt = pyplot()
 
@@ -146,7 +146,7 @@ def main(argv=None) -> int:
                         "joined to the table: proxies added to a finished comparison (the whole data is "
                         "trained again there and must give the same accuracies)")
     p.add_argument("--iterations", type=int, default=300, help="condensation iterations")
-    p.add_argument("--condense-options", type=json.loads, default={}, metavar="JSON",
+    p.add_argument("--method-settings", type=json.loads, default={}, metavar="JSON",
                    help="more settings for the condensers, each to those that have it (rank-eval's option)")
     p.add_argument("--epochs", type=int, default=300, help="training epochs on each proxy")
     p.add_argument("--full-epochs", type=int, default=100, help="training epochs on the whole data")

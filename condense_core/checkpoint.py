@@ -20,7 +20,7 @@ from contextlib import contextmanager
 import torch
 
 from .errors import InputError
-from .synthetic import atomic_save
+from .reduced import atomic_save
 
 FORMAT = "dcapps.Checkpoint/1"
 

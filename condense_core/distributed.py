@@ -18,7 +18,7 @@ import torch.distributed as dist
 
 
 @dataclass(frozen=True)
-class Shard:
+class Ranks:
     """Rank `rank` of `world` owns the items (classes, blocks of classes, pool networks) at
     positions j with j % world == rank."""
 
@@ -26,7 +26,7 @@ class Shard:
     world: int = 1
 
     @classmethod
-    def current(cls) -> "Shard":
+    def current(cls) -> "Ranks":
         """This process's share: its rank in the process group, or the whole without one."""
         if dist.is_available() and dist.is_initialized():
             return cls(dist.get_rank(), dist.get_world_size())
@@ -63,7 +63,7 @@ def launched_by_torchrun() -> bool:
 def init_from_env(device: str, timeout: timedelta | None = None) -> str:
     """Join the process group torchrun describes (gloo on CPU, nccl on CUDA) and return this rank's
     device; without torchrun, `device` unchanged. Called by the command line, not by the library:
-    a script that runs under torchrun sets up its own group and the methods shard on their own.
+    a script that runs under torchrun sets up its own group and the methods deal their work over the ranks on their own.
     `timeout`: how long a collective may wait for the slowest rank (torch's default if None)."""
     if not launched_by_torchrun() or dist.is_initialized():
         return device

@@ -12,7 +12,7 @@ of them, multi-formation included (`factor`: the stored images are decoded by
 How the engine computes it, and why:
 - A synthetic image only gets gradient from its own class's term, so classes are independent once
   the iteration's random draws are made. Every rank of a `torch.distributed` group (torchrun)
-  makes all the draws and computes only the classes it owns (`distributed.Shard`), in the very
+  makes all the draws and computes only the classes it owns (`distributed.Ranks`), in the very
   forwards one process would run (`Engine._plan_forwards`): the result is the single-process one,
   bit for bit (on CUDA with the deterministic kernels of `runtime.reproducible`).
 - Words: the real batch of a class is cut into `Span`s of `real_chunk` rows; spans that go
@@ -49,7 +49,7 @@ import torch
 from .augment import DSA
 from .checkpoint import Checkpoint
 from .data import ImageData
-from .distributed import Shard
+from .distributed import Ranks
 from .formation import decode, encode
 from .method import pick_per_class
 from .networks import has_batch_stats
@@ -166,7 +166,7 @@ class Engine(DMLoop):
 
     def __init__(self, dm, data: ImageData, device: torch.device, checkpoint: Checkpoint | None = None):
         super().__init__(dm, data, device)
-        self.shard = Shard.current()
+        self.ranks = Ranks.current()
         # the CUDA graph path (see `step`): methods whose iteration never reads the device
         self.graphed = device.type == "cuda" and dm.cuda_graph and dm.graph_safe
         self.autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=dm.precision == "bf16",
@@ -185,7 +185,7 @@ class Engine(DMLoop):
             full, momentum = state["images"].to(device), state["momentum"].to(device)
             self.g.set_state(state["generator"])
             self.done = state["iteration"]
-            if self.shard.rank == 0:
+            if self.ranks.rank == 0:
                 self.losses[:self.done] = state["losses"][:self.done].to(device)
         self.first = self.done
         self.slot = torch.tensor(self.done, device=device)  # where this iteration's loss goes
@@ -200,7 +200,7 @@ class Engine(DMLoop):
     def identity(self) -> dict:
         """What a checkpoint must match to be resumed by this run."""
         speed_only = {k for k, s in settings_of(type(self.dm)).items() if s.rule.speed_only}
-        config = {k: v for k, v in self.dm.config().items() if k not in speed_only | {"device"}}
+        config = {k: v for k, v in self.dm.settings().items() if k not in speed_only | {"device"}}
         return {"method": self.dm.name, "config": config, "data": self.data.spec,
                 "shape": [len(self.data.y_train), self.data.channels, *self.data.image_size],
                 "labels": self.labels, "device_type": self.device.type}
@@ -231,7 +231,7 @@ class Engine(DMLoop):
         per_block = max(1, rows // max(dm.batch_real, self.syn_rows)) if rows else 1  # real and synthetic fit
         k = len(self.labels)
         blocks = [range(b, min(b + per_block, k)) for b in range(0, k, per_block)]
-        mine = [block for i, block in enumerate(blocks) if self.shard.owns(i)]
+        mine = [block for i, block in enumerate(blocks) if self.ranks.owns(i)]
         self.own = [j for block in mine for j in block]
         self.real_forwards: list[Forward] = []
         self.syn_forwards: list[Forward] = []
@@ -326,25 +326,25 @@ class Engine(DMLoop):
         full = torch.zeros(shape, device=self.device, dtype=ref.dtype if ref is not None else torch.float32)
         for j, t in parts.items():
             full[j] = t.detach()
-        return self.shard.sum(full)
+        return self.ranks.sum(full)
 
     def state(self) -> dict:
         """Everything the rest of the run depends on (a collective: every rank calls it)."""
         return {"identity": self.identity(), "iteration": self.done,
                 "resources": self.dm.resources_state(self.resources),
                 "images": self._gathered(self.syn).cpu(), "momentum": self._gathered(self.buf).cpu(),
-                "generator": self.g.get_state(), "losses": self.shard.sum(self.losses.clone()).cpu()}
+                "generator": self.g.get_state(), "losses": self.ranks.sum(self.losses.clone()).cpu()}
 
     def save(self, checkpoint: Checkpoint | None) -> None:
         if checkpoint is not None:
             state = self.state()
-            if self.shard.rank == 0:
+            if self.ranks.rank == 0:
                 checkpoint.save(state)
 
     def result(self) -> tuple[torch.Tensor, torch.Tensor, dict]:
         """(images, labels, metadata) of the whole set, on every rank."""
         images = self._gathered(self.syn).flatten(0, 1)
         labels = torch.tensor(self.labels, device=self.device).repeat_interleave(self.dm.ipc)
-        losses = self.shard.sum(self.losses.clone()).tolist()
+        losses = self.ranks.sum(self.losses.clone()).tolist()
         return images, labels, {"loss_first": losses[0], "loss_last": losses[-1],
-                                "world_size": self.shard.world, "resumed_from": self.first}
+                                "world_size": self.ranks.world, "resumed_from": self.first}

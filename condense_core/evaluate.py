@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 
 import torch
 import torch.nn.functional as F
@@ -18,28 +18,12 @@ from .augment import DSA
 from .data import ImageData
 from .errors import InputError
 from .networks import build_model, check_fits, reinitialize
-from .runtime import make_generator, progress, resolve_device
-from .settings import check_object, setting
+from .runtime import make_generator, resolve_device, tracked
+from .training import TrainSettings
 
 
-@dataclass
-class TrainConfig:
-    """How a network is trained in the evaluation protocol (and briefly, for selection)."""
-
-    epochs: int = setting(300, "training epochs (the learning rate drops x0.1 at half)", low=1)
-    lr: float = setting(0.01, "SGD learning rate", above=0)
-    momentum: float = setting(0.9, "SGD momentum", low=0)
-    weight_decay: float = setting(5e-4, "SGD weight decay", low=0)
-    batch_size: int = setting(256, "mini-batch size", low=1)
-    dsa: bool = setting(True, "differentiable Siamese augmentation while training")
-
-    def __post_init__(self):
-        """Bad settings are input errors here, before any data is touched or any file written."""
-        check_object(self)
-
-
-def train_model(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig,
-                generator: torch.Generator, show_progress: bool = False, desc: str = "train",
+def train_model(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: TrainSettings,
+                generator: torch.Generator, progress: bool = False, desc: str = "train",
                 on_epoch=None) -> torch.nn.Module:
     """Train `model` in place on (x, y) with SGD and the step schedule; returns it.
 
@@ -51,14 +35,13 @@ def train_model(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: T
                          "or select randomly")
     device = next(model.parameters()).device
     x, y = x.to(device), y.to(device)
-    opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
-                          weight_decay=cfg.weight_decay)
+    opt = cfg.optimizer(model.parameters())
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, [max(1, cfg.epochs // 2)], 0.1)
     aug = DSA() if cfg.dsa else None
     n = len(x)
     steps = max(1, math.ceil(n / cfg.batch_size))
     model.train()
-    for epoch in progress(range(cfg.epochs), desc=desc, enabled=show_progress):
+    for epoch in tracked(range(cfg.epochs), desc=desc, progress=progress):
         order = torch.randperm(n, generator=generator, device=generator.device).to(device)
         for s in range(steps):
             idx = order[s * cfg.batch_size:(s + 1) * cfg.batch_size]
@@ -90,8 +73,8 @@ def test_accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batc
 
 
 def evaluate(x: torch.Tensor, y: torch.Tensor, data: ImageData, runs: int = 5, seed: int = 0,
-             model: str = "ConvNet", model_options: dict | None = None, cfg: TrainConfig | None = None,
-             device: str = "auto", show_progress: bool = False) -> dict:
+             model: str = "ConvNet", model_options: dict | None = None, cfg: TrainSettings | None = None,
+             device: str = "auto", progress: bool = False) -> dict:
     """Train `runs` fresh networks on (x, y), test each on `data`'s test split: mean, std, all.
     Everything that would stop it is checked before the first network trains: something to
     train on, a test split to test on, images the network fits, the device."""
@@ -101,14 +84,14 @@ def evaluate(x: torch.Tensor, y: torch.Tensor, data: ImageData, runs: int = 5, s
         raise InputError("nothing to train on: the set holds no images")
     data.check_test_split()
     check_fits(model, data.channels, data.image_size, data.spec, **(model_options or {}))
-    cfg = cfg or TrainConfig()
+    cfg = cfg or TrainSettings()
     dev = resolve_device(device)
     accs, t0 = [], time.time()
-    for r in progress(range(runs), desc="runs", enabled=show_progress):
+    for r in tracked(range(runs), desc="runs", progress=progress):
         g = make_generator(seed, dev, "evaluate", r)
         net = reinitialize(build_model(model, data.channels, data.num_classes, data.image_size,
                                        **(model_options or {})), g).to(dev)
-        train_model(net, x, y, cfg, g, show_progress, desc=f"run {r + 1}/{runs}")
+        train_model(net, x, y, cfg, g, progress, desc=f"run {r + 1}/{runs}")
         accs.append(test_accuracy(net, data.x_test, data.y_test))
     t = torch.tensor(accs, dtype=torch.float64)
     return {"mean": t.mean().item(), "std": t.std(unbiased=False).item() if runs > 1 else 0.0,

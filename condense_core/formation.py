@@ -3,7 +3,7 @@ sub-images at 1/factor resolution, and training sees each of them enlarged to fu
 
 A memory budget counts stored images, so at the same budget a factor-2 set trains on four times
 as many (coarser) images. `decode` is the one place that turns stored images into training
-images: the condensation engine backpropagates through it, and `SyntheticSet.for_data` applies
+images: the condensation engine backpropagates through it, and `ReducedSet.for_data` applies
 it for every consumer (evaluation, replay memories, NAS proxies). `encode` is its inverse on
 real images (each tile a downscaled image), used to start a condensation from real pictures.
 """

@@ -2,7 +2,7 @@
 
 A method is a dataclass whose fields are its whole configuration (scikit-learn style: the
 constructor only stores settings, each declared once with `settings.setting`, and checks them)
-and whose one verb, `condense(data)`, returns a `SyntheticSet` with `ipc` images for every class
+and whose one verb, `condense(data)`, returns a `ReducedSet` with `ipc` images for every class
 present in `data`. A method registers itself by kind and name (`registration.register`) where it is
 defined. Subclasses implement `_run`; everything else (validation, seeding, devices, metadata,
 timing) lives here once. Whatever a run builds (trained networks, buffers) lives in the run, never
@@ -23,7 +23,7 @@ from .errors import InputError
 from .networks import build_model, check_fits, reinitialize
 from .runtime import make_generator, reproducible, resolve_device, versions
 from .settings import DEVICE, SEED_MAX, check_object, setting
-from .synthetic import SyntheticSet
+from .reduced import ReducedSet
 
 
 @dataclass
@@ -53,7 +53,7 @@ class Method:
         """The settings of preset `name` (none: {}); a method without that preset has none."""
         return dict(cls.presets.get(name, {})) if name else {}
 
-    def condense(self, data: ImageData, checkpoint: Checkpoint | None = None) -> SyntheticSet:
+    def condense(self, data: ImageData, checkpoint: Checkpoint | None = None) -> ReducedSet:
         """Build the reduced set for every class present in `data`'s training split; iterative
         methods save to and resume from `checkpoint` (the others finish too fast to need one)."""
         self.validate(data)
@@ -64,14 +64,14 @@ class Method:
         if not torch.isfinite(images).all():  # never write a set that would be reported on as a result
             raise InputError(f"{self.name} diverged: its images hold NaN or infinite values "
                              "(a smaller step, e.g. lr_img, keeps them finite)")
-        meta = {"method": self.name, "kind": self.kind, **self.config(), "data": data.spec,
+        meta = {"method": self.name, "kind": self.kind, **self.settings(), "data": data.spec,
                 "data_shape": [data.channels, *data.image_size], "labels": data.present_labels(),
                 "wall_time_s": round(time.time() - t0, 3), "device": str(dev),
                 "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                 "versions": versions(), **extra}
-        return SyntheticSet(images, labels, data.classes, data.mean, data.std, meta)
+        return ReducedSet(images, labels, data.classes, data.mean, data.std, meta)
 
-    def config(self) -> dict:
+    def settings(self) -> dict:
         """Every setting of this method (goes into the metadata)."""
         cfg = asdict(self)
         cfg.pop("progress", None)

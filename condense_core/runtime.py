@@ -68,16 +68,16 @@ def make_generator(seed: int, device: torch.device | str = "cpu", *stream) -> to
     return g
 
 
-def progress(iterable=None, total=None, desc=None, enabled: bool = True, **kw):
-    """tqdm on a terminal, silent otherwise or when disabled (`--quiet`)."""
+def tracked(iterable=None, total=None, desc=None, progress: bool = True, **kw):
+    """`iterable` with its progress shown (`progress`): tqdm on a terminal, silent otherwise."""
     from tqdm.auto import tqdm
 
     return tqdm(iterable, total=total, desc=desc, leave=False,
-                disable=not (enabled and sys.stderr.isatty()), **kw)
+                disable=not (progress and sys.stderr.isatty()), **kw)
 
 
 def versions() -> dict:
-    """Versions of the libraries a result depends on (stored in every SyntheticSet's metadata)."""
+    """Versions of the libraries a result depends on (stored in every ReducedSet's metadata)."""
     import numpy
     import torchvision
 

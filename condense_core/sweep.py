@@ -26,7 +26,7 @@ from typing import Callable
 
 from .errors import InputError
 from .outputs import held, remove_temporaries, take_lock
-from .synthetic import atomic_write_text
+from .reduced import atomic_write_text
 
 RANKS_WAIT = timedelta(days=7)  # under torchrun, how long a rank that is done waits for the others
 KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+=-]*")  # a unit's key: also its file names

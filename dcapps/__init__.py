@@ -2,11 +2,12 @@
 
 `from dcapps import DMReplay` is resolved lazily so that the CLI does not import Avalanche.
 """
-__all__ = ["DMReplay", "CondensedReplayPlugin", "SyntheticBuffer"]
+__all__ = ["DMReplay", "ReducedSetReplayPlugin", "ReducedSetBuffer"]
+_RENAMED = ("SyntheticBuffer", "CondensedReplayPlugin")  # old names: they warn (dcapps.replay)
 
 
 def __getattr__(name):
-    if name in __all__:
+    if name in __all__ or name in _RENAMED:
         from . import replay
 
         return getattr(replay, name)

@@ -1,9 +1,9 @@
 """DMReplay: condensed per-experience memories as an Avalanche 0.6 replay strategy.
 
-After each training experience, `SyntheticBuffer` condenses that experience's real training data
+After each training experience, `ReducedSetBuffer` condenses that experience's real training data
 into a few synthetic images per class with any registered `condense_core` method (a condenser:
 `dm`, `lcmat`, ...; or a selector: `herding`, `random`, ...), using its own freshly drawn networks (never the learner's weights), and keeps
-them detached on the CPU in the space the model sees. `CondensedReplayPlugin` replays them:
+them detached on the CPU in the space the model sees. `ReducedSetReplayPlugin` replays them:
 `replay_mode="mix"` adds memory to every mini-batch (Avalanche's `ReplayPlugin`), `"gdumb"`
 re-initialises the model and trains it on the memory only (the DM paper's protocol). `DMReplay`
 is `SupervisedTemplate` + that plugin, with the conventions of Avalanche's `Replay` and `GDumb`.
@@ -11,11 +11,11 @@ is `SupervisedTemplate` + that plugin, with the conventions of Avalanche's `Repl
 A memory is condensed in about a hundred iterations per experience, not DM's 20,000, so every
 memory method starts from its `"memory"` preset (DM's: 100 iterations from herding's picks with
 larger image steps, chosen by accuracy per memory-building second in the README's DMReplay
-section; `dcapps methods` lists the presets); `options` override any setting.
+section; `dcapps methods` lists the presets); `method_settings` override any setting.
 
 Inputs: images (N x C x H x W) keep the method's network (ConvNet) and augmentation (DSA);
 vectors (N x D, e.g. tabular features) are condensed as D x 1 x 1 images through an MLP without
-image augmentation (`VECTOR_DEFAULTS`, under `options`), and replayed as vectors again.
+image augmentation (`VECTOR_DEFAULTS`, under `method_settings`), and replayed as vectors again.
 
 Budgets: `ipc` images per class (memory grows with the classes, as in the DM paper), or
 `mem_size` images in all, shared equally by the classes seen (`mem_size // classes`; any
@@ -39,12 +39,13 @@ from avalanche.training.templates import SupervisedTemplate
 from torch.nn import Module
 from torch.optim import Optimizer
 
-from condense_core import ImageData, InputError, SyntheticSet, make_method
+from condense_core import ImageData, InputError, ReducedSet, make_method
 from condense_core.runtime import derive_seed
 from condense_core.outputs import check_output_folder
 from condense_core.registry import method_class
+from condense_core.deprecation import renamed, renamed_argument
 from condense_core.settings import applicable, check, setting
-from condense_core.synthetic import atomic_write_text
+from condense_core.reduced import atomic_write_text
 
 REPLAY_MODES = ("mix", "gdumb")
 SET_PATTERN = "experience_{:03d}.pt"
@@ -64,8 +65,8 @@ class MemorySettings:
                                       "trained on the memory only", choices=REPLAY_MODES)
 
 
-class SyntheticBuffer(ExemplarsBuffer):
-    """Avalanche storage policy holding one condensed `SyntheticSet` per experience.
+class ReducedSetBuffer(ExemplarsBuffer):
+    """Avalanche storage policy holding one condensed `ReducedSet` per experience.
 
     `buffer` is an Avalanche dataset of the stored images whose items have the same shape as the
     current data's: `(x, y, t)` for task-aware data (e.g. `nc_benchmark`), `(x, y)` otherwise
@@ -73,29 +74,34 @@ class SyntheticBuffer(ExemplarsBuffer):
     """
 
     def __init__(self, ipc: Optional[int] = MemorySettings.ipc, mem_size: Optional[int] = MemorySettings.mem_size,
-                 method: str = "dm", kind: str = "condense", options: Optional[dict] = None,
-                 seed: int = 0, device: Union[str, torch.device, None] = None):
+                 method: str = "dm", kind: str = "condense", method_settings: Optional[dict] = None,
+                 seed: int = 0, device: Union[str, torch.device, None] = None, **renamed):
+        method_settings = renamed_argument(renamed, "options", "method_settings", method_settings,
+                                           "ReducedSetBuffer")
+        _no_other_arguments(renamed, "ReducedSetBuffer")
         check(MemorySettings, {"ipc": ipc if mem_size is None else None, "mem_size": mem_size})
         if ipc is None and mem_size is None:
             raise InputError("give ipc (images per class) or mem_size (images in all)")
-        given = sorted({"ipc", "seed"} & set(options or {}))
+        given = sorted({"ipc", "seed"} & set(method_settings or {}))
         if given:
-            raise InputError(f"options may not set {', '.join(given)}: the memory sets them (use the "
-                             "ipc/mem_size and seed arguments)")
+            raise InputError(f"method_settings may not set {', '.join(given)}: the memory sets them (use "
+                             "the ipc/mem_size and seed arguments)")
         super().__init__(max_size=mem_size if mem_size is not None else 0)
-        self.ipc, self.mem_size, self.kind, self.method_name = ipc, mem_size, kind, method
-        self.options = dict(options or {})
+        self.ipc, self.mem_size, self.kind, self.method = ipc, mem_size, kind, method
+        self.method_settings = dict(method_settings or {})
         self.seed, self.device = seed, device
-        self.sets: List[SyntheticSet] = []  # one per experience, in arrival order
+        self.sets: List[ReducedSet] = []  # one per experience, in arrival order
         self.vectors = False  # the data are N x D vectors (set by the first experience)
-        self.method(1, "cpu", "check")  # unknown names or settings fail here, not after training
+        self.method_for(1, "cpu", "check")  # unknown names or settings fail here, not after training
 
     # -- condensation -------------------------------------------------------------------------
-    def method(self, ipc: int, device, *stream):
-        """The memory method for `ipc` images per class, seeded from `stream`: its memory preset,
-        then, for vector data, `VECTOR_DEFAULTS` (those settings it has), then `options`."""
-        inputs = applicable(method_class(self.kind, self.method_name), VECTOR_DEFAULTS) if self.vectors else {}
-        return make_method(self.kind, self.method_name, PRESET, **{"device": str(device), **inputs, **self.options},
+    def method_for(self, ipc: int, device, *stream):
+        """The configured method for `ipc` images per class, seeded from `stream`: its memory
+        preset, then, for vector data, `VECTOR_DEFAULTS` (those settings it has), then
+        `method_settings`."""
+        inputs = applicable(method_class(self.kind, self.method), VECTOR_DEFAULTS) if self.vectors else {}
+        return make_method(self.kind, self.method, PRESET,
+                           **{"device": str(device), **inputs, **self.method_settings},
                            ipc=ipc, seed=derive_seed(self.seed, *stream))
 
     def budget(self, n_classes: int) -> int:
@@ -126,7 +132,7 @@ class SyntheticBuffer(ExemplarsBuffer):
         x, y = self._take_stored(new, x, y)  # a class seen again: its memory joins its new data
         index = getattr(exp, "current_experience", len(self.sets))
         data = _image_data(x, y)
-        made = self.method(min(per_class, data.smallest_class()), device, "experience", index).condense(data)
+        made = self.method_for(min(per_class, data.smallest_class()), device, "experience", index).condense(data)
         made.meta.update({"experience": int(index), "task_labels": tasks,
                           "item_arity": arity, "vectors": self.vectors})
         self.sets = [s for s in self.sets if len(s)] + [made]
@@ -150,10 +156,10 @@ class SyntheticBuffer(ExemplarsBuffer):
         for i, s in enumerate(self.sets):
             counts = torch.bincount(s.labels)
             if len(counts) and int(counts.max()) > per_class:
-                reduced = self.method(per_class, device, "shrink", index, i).condense(
+                reduced = self.method_for(per_class, device, "shrink", index, i).condense(
                     _image_data(*s.training_images()))
                 meta = {**s.meta, "factor": reduced.factor, "reduced_to_ipc": per_class, "reduced_by": reduced.meta}
-                self.sets[i] = SyntheticSet(reduced.images, reduced.labels, s.classes, s.mean, s.std, meta)
+                self.sets[i] = ReducedSet(reduced.images, reduced.labels, s.classes, s.mean, s.std, meta)
 
     def _refresh(self) -> None:
         """Rebuild the Avalanche dataset from the sets (and, for `ipc`, the budget)."""
@@ -171,7 +177,7 @@ class SyntheticBuffer(ExemplarsBuffer):
 
     # -- persistence --------------------------------------------------------------------------
     def save(self, folder: str) -> str:
-        """Write one `SyntheticSet` file per experience (atomically) and an index of them.
+        """Write one `ReducedSet` file per experience (atomically) and an index of them.
 
         Set files of an earlier, longer memory in the same folder are not read back: the index
         names the files that belong to this memory. A `folder` that cannot be a folder (a file is
@@ -185,7 +191,7 @@ class SyntheticBuffer(ExemplarsBuffer):
         atomic_write_text("\n".join(names) + "\n", os.path.join(folder, "index.txt"))
         return folder
 
-    def load(self, folder: str) -> "SyntheticBuffer":
+    def load(self, folder: str) -> "ReducedSetBuffer":
         """Replace the memory by the sets saved in `folder` by `save`: all of them or, if any is
         missing, damaged or does not fit with the others or with the memory held now (image
         shape, item tuple, budget), none; a refused folder leaves the memory as it was."""
@@ -208,8 +214,13 @@ class SyntheticBuffer(ExemplarsBuffer):
         return self
 
 
-def read_memory(folder: str) -> List[SyntheticSet]:
-    """The sets of a memory saved by `SyntheticBuffer.save`, checked to form one memory: every
+def _no_other_arguments(kwargs: dict, where: str) -> None:
+    if kwargs:
+        raise TypeError(f"{where}() got an unexpected keyword argument {next(iter(kwargs))!r}")
+
+
+def read_memory(folder: str) -> List[ReducedSet]:
+    """The sets of a memory saved by `ReducedSetBuffer.save`, checked to form one memory: every
     file the index names is a plain name in `folder`, a whole replay memory set, and all share
     one image shape and one item tuple."""
     index = os.path.join(folder, "index.txt")
@@ -223,7 +234,7 @@ def read_memory(folder: str) -> List[SyntheticSet]:
     for n in names:
         if os.path.basename(n) != n or n.startswith(".") or names.count(n) > 1:
             raise InputError(f"{index}: {n!r} is not the name of one set file in the folder")
-    sets = [SyntheticSet.load(os.path.join(folder, n)) for n in names]
+    sets = [ReducedSet.load(os.path.join(folder, n)) for n in names]
     for n, s in zip(names, sets):
         arity, tasks = s.meta.get("item_arity"), s.meta.get("task_labels")
         if arity not in (2, 3) or not isinstance(tasks, dict):
@@ -236,7 +247,7 @@ def read_memory(folder: str) -> List[SyntheticSet]:
     return sets
 
 
-def _shape(s: SyntheticSet) -> str:
+def _shape(s: ReducedSet) -> str:
     return "x".join(map(str, s.images.shape[1:]))
 
 
@@ -266,7 +277,7 @@ def as_images(x: torch.Tensor) -> torch.Tensor:
     return x[:, :, None, None] if x.dim() == 2 else x
 
 
-def memory_dataset(sets: Sequence[SyntheticSet]):
+def memory_dataset(sets: Sequence[ReducedSet]):
     """An Avalanche dataset of the stored images, with the item tuple of the data they came from."""
     from avalanche.benchmarks.utils import (_make_taskaware_tensor_classification_dataset,
                                             as_classification_dataset, concat_datasets)
@@ -304,11 +315,11 @@ def _task_of_class(y: torch.Tensor, t: Optional[torch.Tensor]) -> dict:
     return out
 
 
-def _keep(s: SyntheticSet, mask: torch.Tensor) -> SyntheticSet:
-    return SyntheticSet(s.images[mask], s.labels[mask], s.classes, s.mean, s.std, s.meta)
+def _keep(s: ReducedSet, mask: torch.Tensor) -> ReducedSet:
+    return ReducedSet(s.images[mask], s.labels[mask], s.classes, s.mean, s.std, s.meta)
 
 
-class CondensedReplayPlugin(ReplayPlugin):
+class ReducedSetReplayPlugin(ReplayPlugin):
     """Replay of condensed memories; attach to any Avalanche strategy (e.g. `Naive`).
 
     `replay_mode="mix"`: every mini-batch holds current data and memory (as `ReplayPlugin`),
@@ -317,20 +328,23 @@ class CondensedReplayPlugin(ReplayPlugin):
     """
 
     def __init__(self, ipc: Optional[int] = MemorySettings.ipc, mem_size: Optional[int] = MemorySettings.mem_size,
-                 method: str = "dm", kind: str = "condense", options: Optional[dict] = None, seed: int = 0,
-                 replay_mode: str = MemorySettings.replay_mode, batch_size: Optional[int] = None,
+                 method: str = "dm", kind: str = "condense", method_settings: Optional[dict] = None,
+                 seed: int = 0, replay_mode: str = MemorySettings.replay_mode, batch_size: Optional[int] = None,
                  batch_size_mem: Optional[int] = None, device: Union[str, torch.device, None] = None,
-                 storage_policy: Optional[SyntheticBuffer] = None):
+                 storage_policy: Optional[ReducedSetBuffer] = None, **renamed):
+        method_settings = renamed_argument(renamed, "options", "method_settings", method_settings,
+                                           "ReducedSetReplayPlugin")
+        _no_other_arguments(renamed, "ReducedSetReplayPlugin")
         check(MemorySettings, {"replay_mode": replay_mode})
-        storage = storage_policy if storage_policy is not None else SyntheticBuffer(
-            ipc, mem_size, method, kind, options, seed, device)
+        storage = storage_policy if storage_policy is not None else ReducedSetBuffer(
+            ipc, mem_size, method, kind, method_settings, seed, device)
         super().__init__(mem_size=storage.max_size, batch_size=batch_size, batch_size_mem=batch_size_mem,
                          storage_policy=storage)
         self.replay_mode = replay_mode
         self.init_model: Optional[Module] = None
 
     @property
-    def memory(self) -> SyntheticBuffer:
+    def memory(self) -> ReducedSetBuffer:
         return self.storage_policy
 
     def before_train_dataset_adaptation(self, strategy, **kwargs):
@@ -362,22 +376,25 @@ class CondensedReplayPlugin(ReplayPlugin):
 class DMReplay(SupervisedTemplate):
     """Class-incremental learning with condensed memories (DM by default).
 
-    See `CondensedReplayPlugin`. `condenser` is a registered condenser (`dcapps methods`);
-    `condenser_options` are any of its settings, over its memory preset (e.g. `{"iterations":
-    500, "lr_img": 10, "model_options": {"width": 64}}`). A memory of selected real images
-    (herding, ...) is `CondensedReplayPlugin(method=..., kind="select")` on any strategy.
+    See `ReducedSetReplayPlugin`. `method` is a registered method of `kind` (`dcapps methods`:
+    a condenser by default; `kind="select"` for a memory of selected real images, e.g.
+    herding); `method_settings` are any of its settings, over its memory preset (e.g.
+    `{"iterations": 500, "lr_img": 10, "model_options": {"width": 64}}`).
     """
 
     def __init__(self, *, model: Module, optimizer: Optimizer, criterion=None,
                  ipc: Optional[int] = MemorySettings.ipc, mem_size: Optional[int] = MemorySettings.mem_size,
-                 condenser: str = "dm", condenser_options: Optional[dict] = None,
+                 method: str = "dm", kind: str = "condense", method_settings: Optional[dict] = None,
                  replay_mode: str = MemorySettings.replay_mode, seed: int = 0, batch_size_mem: Optional[int] = None,
                  train_mb_size: int = 1, train_epochs: int = 1, eval_mb_size: Optional[int] = None,
                  device: Union[str, torch.device] = "cpu", plugins: Optional[List[SupervisedPlugin]] = None,
                  evaluator: Union[EvaluationPlugin, Callable[[], EvaluationPlugin]] = default_evaluator,
                  eval_every: int = -1, **base_kwargs):
-        self.replay_plugin = CondensedReplayPlugin(
-            ipc=ipc, mem_size=mem_size, method=condenser, kind="condense", options=condenser_options,
+        method = renamed_argument(base_kwargs, "condenser", "method", method, "DMReplay", default="dm")
+        method_settings = renamed_argument(base_kwargs, "condenser_options", "method_settings", method_settings,
+                                           "DMReplay")
+        self.replay_plugin = ReducedSetReplayPlugin(
+            ipc=ipc, mem_size=mem_size, method=method, kind=kind, method_settings=method_settings,
             seed=seed, replay_mode=replay_mode, batch_size_mem=batch_size_mem)
         plugins = [*(plugins or []), self.replay_plugin]
         if criterion is None:
@@ -387,14 +404,25 @@ class DMReplay(SupervisedTemplate):
                          evaluator=evaluator, eval_every=eval_every, **base_kwargs)
 
     @property
-    def memory(self) -> SyntheticBuffer:
-        """The condensed memory (a `SyntheticBuffer`)."""
+    def memory(self) -> ReducedSetBuffer:
+        """The condensed memory (a `ReducedSetBuffer`)."""
         return self.replay_plugin.storage_policy
 
     def save_memory(self, folder: str) -> str:
-        """Save the memory as one `SyntheticSet` file per experience (see `SyntheticBuffer.save`)."""
+        """Save the memory as one `ReducedSet` file per experience (see `ReducedSetBuffer.save`)."""
         return self.memory.save(folder)
 
-    def load_memory(self, folder: str) -> SyntheticBuffer:
+    def load_memory(self, folder: str) -> ReducedSetBuffer:
         """Resume: load a memory saved by `save_memory`."""
         return self.memory.load(folder)
+
+
+_RENAMED = {"SyntheticBuffer": "ReducedSetBuffer", "CondensedReplayPlugin": "ReducedSetReplayPlugin"}
+
+
+def __getattr__(name):
+    """The names the glossary replaced, for one more release (with a DeprecationWarning)."""
+    if name in _RENAMED:
+        renamed(f"dcapps.replay.{name}", f"dcapps.replay.{_RENAMED[name]}")
+        return globals()[_RENAMED[name]]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

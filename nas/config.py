@@ -22,8 +22,8 @@ from typing import NamedTuple, Sequence
 
 import yaml
 
-from condense_core import InputError, TrainConfig
-from condense_core.synthetic import atomic_write, atomic_write_text
+from condense_core import InputError, TrainSettings
+from condense_core.reduced import atomic_write, atomic_write_text
 
 from .space import architectures, load_space, to_nni
 
@@ -126,7 +126,7 @@ def data_spec(spec: str) -> str:
     return os.path.abspath(spec) if os.path.exists(spec) else spec
 
 
-def init_experiment(out: str, data: str, proxy: str, train: TrainConfig = TrainConfig(),
+def init_experiment(out: str, data: str, proxy: str, train: TrainSettings = TrainSettings(),
                     root: str | None = None, download: bool = False, space: str = "small",
                     tuner: str = "tpe", max_trials: int = 20, concurrency: int = 1, seed: int = 0,
                     device: str = "auto", platform: str = "local", machines: Sequence[str] = (),
@@ -140,7 +140,7 @@ def init_experiment(out: str, data: str, proxy: str, train: TrainConfig = TrainC
     the private key `ssh_key`; `python` is the trials' Python there (default: this one, at the
     same path). Returns a summary of what was written.
     """
-    from condense_core import SyntheticSet, load_data
+    from condense_core import ReducedSet, load_data
     from condense_core.outputs import check_output_file, check_output_folder
     from condense_core.settings import DEVICE, SEED_MAX, check_form
 
@@ -166,7 +166,7 @@ def init_experiment(out: str, data: str, proxy: str, train: TrainConfig = TrainC
         raise InputError(f"--data {data} and the proxy exceed the 300 MB NNI uploads to remote machines")
     choices = load_space(space)
     tuner_section = tuner_config(tuner, seed, max_trials)
-    syn = SyntheticSet.load(proxy)
+    syn = ReducedSet.load(proxy)
     real = load_data(data, root, download)
     syn.for_data(real)  # classes and image shape must match the data
     real.check_test_split()  # every trial tests on it

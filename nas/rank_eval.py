@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, replace
 
 import torch
 
-from condense_core import InputError, SyntheticSet, TrainConfig, load_data, make_method
+from condense_core import InputError, ReducedSet, TrainSettings, load_data, make_method
 from condense_core.data import ImageData
 from condense_core.outputs import held
 from condense_core.runtime import make_generator
@@ -44,7 +44,7 @@ class Proxy:
     name: str
     x: torch.Tensor
     y: torch.Tensor
-    cfg: TrainConfig
+    cfg: TrainSettings
     make_s: float = 0.0  # seconds it took to build the proxy (condensation or selection)
 
 
@@ -57,8 +57,8 @@ def sample_architectures(space: dict[str, list], n: int, seed: int) -> list[dict
     return [pool[i] for i in order[:n].tolist()]
 
 
-def file_proxies(sets: list[tuple[str, str, SyntheticSet]], data: ImageData, cfg: TrainConfig) -> list[Proxy]:
-    """Proxies from (name, path, SyntheticSet): named `method ipcN` unless named (plus the file
+def file_proxies(sets: list[tuple[str, str, ReducedSet]], data: ImageData, cfg: TrainSettings) -> list[Proxy]:
+    """Proxies from (name, path, ReducedSet): named `method ipcN` unless named (plus the file
     name on a clash); the time that built each set comes from its metadata."""
     out: list[Proxy] = []
     for name, path, syn in sets:
@@ -104,7 +104,7 @@ def built_proxies(folder: str, data: ImageData, methods: list[tuple[str, str]], 
     return out
 
 
-def early_stopping(data: ImageData, ipc: int, cfg: TrainConfig) -> Proxy:
+def early_stopping(data: ImageData, ipc: int, cfg: TrainSettings) -> Proxy:
     """The whole data trained for as many images seen as `cfg.epochs` over an `ipc` subset."""
     n_proxy = ipc * len(data.present_labels())
     epochs = max(1, round(cfg.epochs * n_proxy / len(data.y_train)))
@@ -124,8 +124,8 @@ class ArchUnit:
     """One architecture, run where it is sent (picklable; data and proxies loaded once per
     process): whole-data training, training on every proxy, the zero-cost scores."""
 
-    def __init__(self, data: tuple, files: list[tuple[str, str]], early: bool, ipc: int, cfg: TrainConfig,
-                 full_cfg: TrainConfig, seed: int, zero_cost: list[str]):
+    def __init__(self, data: tuple, files: list[tuple[str, str]], early: bool, ipc: int, cfg: TrainSettings,
+                 full_cfg: TrainSettings, seed: int, zero_cost: list[str]):
         self.data, self.files, self.early, self.ipc = data, files, early, ipc
         self.cfg, self.full_cfg, self.seed, self.zero_cost = cfg, full_cfg, seed, zero_cost
         self._loaded = None
@@ -136,7 +136,7 @@ class ArchUnit:
     def proxies(self) -> tuple[ImageData, list[Proxy]]:
         if self._loaded is None:
             data = load_data(*self.data)
-            proxies = file_proxies([(n, p, SyntheticSet.load(p)) for n, p in self.files], data, self.cfg)
+            proxies = file_proxies([(n, p, ReducedSet.load(p)) for n, p in self.files], data, self.cfg)
             if self.early:
                 proxies.append(early_stopping(data, self.ipc, self.cfg))
             self._loaded = data, proxies
@@ -186,7 +186,7 @@ def correlations(proxy_acc: list[float], full_acc: list[float], top: int = TOP) 
     return out
 
 
-def rank_eval(rows: list[dict], proxies: list[Proxy], full_cfg: TrainConfig, seed: int, data: ImageData,
+def rank_eval(rows: list[dict], proxies: list[Proxy], full_cfg: TrainSettings, seed: int, data: ImageData,
               zero_cost: list[str]) -> dict:
     """Compare the rankings of the finished architectures' `rows` (in sample order)."""
     full_acc = [r["full"] for r in rows]

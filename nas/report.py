@@ -15,7 +15,7 @@ import os
 import sqlite3
 
 from condense_core import InputError
-from condense_core.synthetic import atomic_write_text, pyplot, save_png
+from condense_core.reduced import atomic_write_text, pyplot, save_png
 
 from .space import OPTIONS, arch_name
 

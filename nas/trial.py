@@ -21,7 +21,7 @@ import time
 
 import torch
 
-from condense_core import InputError, TrainConfig, test_accuracy, train_model
+from condense_core import InputError, TrainSettings, test_accuracy, train_model
 from condense_core.data import ImageData
 from condense_core.networks import build_model, reinitialize
 from condense_core.runtime import make_generator, resolve_device
@@ -40,7 +40,7 @@ def initial_network(arch: dict, data: ImageData, seed: int = 0, device: str = "a
     return reinitialize(build_model("ConvNet", data.channels, data.num_classes, data.image_size, **arch), g).to(dev), g
 
 
-def train_candidate(arch: dict, x: torch.Tensor, y: torch.Tensor, data: ImageData, cfg: TrainConfig,
+def train_candidate(arch: dict, x: torch.Tensor, y: torch.Tensor, data: ImageData, cfg: TrainSettings,
                     seed: int = 0, device: str = "auto", on_epoch=None) -> dict:
     """Train the ConvNet `arch` from scratch on (x, y) and test it on `data`'s test split.
 
@@ -81,16 +81,16 @@ def read_setup(path: str) -> dict:
     return setup
 
 
-def train_config(train: dict) -> TrainConfig:
-    """A TrainConfig from a dict of its settings (unknown or bad ones are input errors)."""
-    return TrainConfig(**check(TrainConfig, train, lambda k: f"train.{k}"))
+def train_config(train: dict) -> TrainSettings:
+    """A TrainSettings from a dict of its settings (unknown or bad ones are input errors)."""
+    return TrainSettings(**check(TrainSettings, train, lambda k: f"train.{k}"))
 
 
 def run_setup(setup: dict, arch: dict, on_epoch=None) -> dict:
     """Load data and proxy named by `setup` and train `arch` on the proxy."""
-    from condense_core import SyntheticSet, load_data
+    from condense_core import ReducedSet, load_data
 
-    syn = SyntheticSet.load(setup["proxy"])
+    syn = ReducedSet.load(setup["proxy"])
     data = load_data(setup["data"], setup.get("root"))
     x, y = syn.for_data(data)
     result = train_candidate(arch, x, y, data, train_config(setup["train"]), setup["seed"],

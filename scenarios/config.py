@@ -2,7 +2,7 @@
 
 A config names a data spec, how it is split into class-incremental experiences, the seeds, the
 one model/optimiser/epochs/memory every strategy shares, and the strategies to compare. Every
-key is declared once, as a setting of the dataclass that holds it (`train:` is `TrainSettings`,
+key is declared once, as a setting of the dataclass that holds it (`train:` is `CLTrainSettings`,
 `memory:` is `dcapps.replay.MemorySettings`, `condense.<method>:` is that memory method's own
 class), and checked at load, before anything runs: an unknown key or a bad value is an
 `InputError` that names the key (`train.epochs must be an integer >= 1, got 0`).
@@ -15,6 +15,7 @@ from typing import Any, Optional
 
 from condense_core.errors import InputError
 from condense_core.settings import DEVICE, SEED_MAX, applicable, check, setting, settings_of
+from condense_core.training import SGDSettings
 
 from .strategies import MEMORY_METHODS, STRATEGIES
 
@@ -23,16 +24,13 @@ MODEL_OPTIONS = ("name", "width", "depth", "act", "norm", "pool")
 
 
 @dataclass
-class TrainSettings:
+class CLTrainSettings(SGDSettings):
     """How every strategy trains its model on an experience (`train:`)."""
 
     epochs: int = setting(10, "epochs per experience", low=1)
     memory_epochs: Optional[int] = setting(None, "epochs of a model trained on the memory only (gdumb, and "
                                                  "memory.replay_mode gdumb); default: epochs", low=1)
     batch_size: int = setting(64, "mini-batch size", low=1)
-    lr: float = setting(0.01, "SGD learning rate", above=0)
-    momentum: float = setting(0.9, "SGD momentum", low=0)
-    weight_decay: float = setting(0.0005, "SGD weight decay", low=0)
 
 
 @dataclass
@@ -67,7 +65,7 @@ class CLConfig:
     device: str = setting("auto", "auto, cpu, cuda or cuda:N", pattern=DEVICE)
     seeds: list = field(default_factory=lambda: [0, 1, 2])
     model: dict = field(default_factory=lambda: {"name": "ConvNet", "width": 64, "depth": 3})
-    train: TrainSettings = field(default_factory=TrainSettings)
+    train: CLTrainSettings = field(default_factory=CLTrainSettings)
     memory: Any = None  # dcapps.replay.MemorySettings (imported with Avalanche, so filled at load)
     condense: CondenseSettings = field(default_factory=CondenseSettings)
     strategies: list = field(default_factory=lambda: ["naive", "replay", "herding", "gdumb", "dmreplay",
@@ -148,7 +146,7 @@ def validate(raw: dict) -> CLConfig:
     cfg = CLConfig(**top)
     cfg.seeds = parse_seeds(raw.get("seeds", cfg.seeds), "seeds")
     cfg.model = _check_model(raw.get("model", cfg.model))
-    cfg.train = TrainSettings(**check(TrainSettings, _mapping(raw, "train"), _key("train.")))
+    cfg.train = CLTrainSettings(**check(CLTrainSettings, _mapping(raw, "train"), _key("train.")))
     memory = check(MemorySettings, _mapping(raw, "memory"), _key("memory."))
     if "mem_size" in memory and "ipc" not in memory:
         memory["ipc"] = None  # a total size replaces the default images per class

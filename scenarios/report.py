@@ -15,7 +15,7 @@ import json
 import os
 from statistics import mean, pstdev
 
-from condense_core.synthetic import atomic_write_text, pyplot, save_png
+from condense_core.reduced import atomic_write_text, pyplot, save_png
 
 MEMORY_KEYS = ("memory_images", "memory_training_images", "memory_bytes")
 

@@ -23,7 +23,7 @@ from condense_core import ImageData, InputError, build_model, load_data
 from condense_core.networks import check_fits, reinitialize
 from condense_core.runtime import make_generator, resolve_device
 from condense_core.sweep import Layout, Sweep, run
-from condense_core.synthetic import SyntheticSet
+from condense_core.reduced import ReducedSet
 
 from .benchmarks import class_order, experience_sizes, make_benchmark
 from .config import CLConfig, check_split, validate
@@ -225,21 +225,21 @@ class CallbackTimer:
         return call
 
 
-def memory_set(strategy, data: ImageData) -> SyntheticSet | None:
-    """The replay memory a strategy holds at the end, as a SyntheticSet of its stored images
+def memory_set(strategy, data: ImageData) -> ReducedSet | None:
+    """The replay memory a strategy holds at the end, as a ReducedSet of its stored images
     (None without memory); `meta["training_images"]` counts the images it trains on (a
     multi-formation image decodes into factor^2 of them)."""
     for holder in (strategy, *strategy.plugins):
         found = _memory_of(holder)
         if found is not None:
             x, y, decoded = found
-            return SyntheticSet(x, y, data.classes, data.mean, data.std, {"data": data.spec, "training_images": decoded})
+            return ReducedSet(x, y, data.classes, data.mean, data.std, {"data": data.spec, "training_images": decoded})
     return None
 
 
 def _memory_of(holder):
     """(stored images, labels, images trained on) held by an Avalanche storage policy (a
-    SyntheticBuffer's sets or any buffer of real samples, as plugins and DER keep them) or by
+    ReducedSetBuffer's sets or any buffer of real samples, as plugins and DER keep them) or by
     iCaRL's plugin, if `holder` has one."""
     if getattr(holder, "x_memory", None):  # iCaRL: the exemplars of each class
         x = torch.cat(holder.x_memory).cpu()

@@ -42,7 +42,7 @@ def class_balanced_buffer(memory, num_classes: int):
     return ClassBalancedBuffer(memory.mem_size, adaptive_size=True)
 
 
-def method_options(cfg, strategy: str) -> dict:
+def method_settings(cfg, strategy: str) -> dict:
     """The settings of `strategy`'s memory method: the shared model, then what `condense:` gives."""
     kind, name = MEMORY_METHODS[strategy]
     return {"model": cfg.model["name"], "model_options": {k: v for k, v in cfg.model.items() if k != "name"},
@@ -62,7 +62,7 @@ def check_memory_methods(cfg, data) -> None:
             continue
         kind, method = MEMORY_METHODS[name]
         try:
-            make_method(kind, method, PRESET, **method_options(cfg, name), ipc=1, device="cpu").validate(data)
+            make_method(kind, method, PRESET, **method_settings(cfg, name), ipc=1, device="cpu").validate(data)
         except InputError as e:
             raise InputError(f"condense.{method} (strategy {name}): {e}") from None
 
@@ -75,7 +75,7 @@ def build_strategy(name: str, cfg, model: torch.nn.Module, num_classes: int, see
     t = cfg.train
     on_memory_only = name == "gdumb" or (name in MEMORY_METHODS and cfg.memory.replay_mode == "gdumb")
     epochs = t.memory_epochs if on_memory_only and t.memory_epochs is not None else t.epochs
-    optimizer = torch.optim.SGD(model.parameters(), lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay)
+    optimizer = t.optimizer(model.parameters())
     common = dict(model=model, optimizer=optimizer, criterion=CrossEntropyLoss(),
                   train_mb_size=t.batch_size, train_epochs=epochs, eval_mb_size=512,
                   device=device, evaluator=evaluator, eval_every=-1)
@@ -144,14 +144,14 @@ def _gdumb(cfg, common, num_classes, seed):
 
 
 def _memory_plugin(cfg, common, num_classes, seed, strategy: str):
-    """Naive + CondensedReplayPlugin with the strategy's memory method (herding: a selector)."""
+    """Naive + ReducedSetReplayPlugin with the strategy's memory method (herding: a selector)."""
     from avalanche.training.supervised import Naive
 
-    from dcapps.replay import CondensedReplayPlugin
+    from dcapps.replay import ReducedSetReplayPlugin
 
     kind, name = MEMORY_METHODS[strategy]
-    plugin = CondensedReplayPlugin(**memory_arguments(cfg.memory, num_classes), method=name, kind=kind,
-                                   options=method_options(cfg, strategy), seed=seed,
+    plugin = ReducedSetReplayPlugin(**memory_arguments(cfg.memory, num_classes), method=name, kind=kind,
+                                   method_settings=method_settings(cfg, strategy), seed=seed,
                                    replay_mode=cfg.memory.replay_mode)
     return Naive(**common, plugins=[plugin])
 
@@ -160,8 +160,8 @@ def _dmreplay(cfg, common, num_classes, seed, strategy: str):
     """DMReplay: a memory condensed per experience, replayed as mix or GDumb-style."""
     from dcapps.replay import DMReplay
 
-    return DMReplay(**common, **memory_arguments(cfg.memory, num_classes), condenser=MEMORY_METHODS[strategy][1],
-                    condenser_options=method_options(cfg, strategy), replay_mode=cfg.memory.replay_mode,
+    return DMReplay(**common, **memory_arguments(cfg.memory, num_classes), method=MEMORY_METHODS[strategy][1],
+                    method_settings=method_settings(cfg, strategy), replay_mode=cfg.memory.replay_mode,
                     seed=seed)
 
 

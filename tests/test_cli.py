@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from condense_core import SyntheticSet
+from condense_core import ReducedSet
 from dcapps.cli import main
 
 TINY = ["--quiet", "--model", "ConvNet"]
@@ -33,14 +33,14 @@ def test_condense_select_evaluate_end_to_end(tmp_path, capsys):
     assert code == 0, err
     res = last_json(out)
     assert res["images"] == 20 and os.path.exists(res["png"])
-    syn = SyntheticSet.load(str(dm_out))
+    syn = ReducedSet.load(str(dm_out))
     assert syn.meta["method"] == "dm" and syn.meta["iterations"] == 5 and syn.meta["seed"] == 3
     assert syn.meta["batch_real"] == 32 and syn.meta["data"] == "digits"
 
     code, out, err = run_cli(capsys, "select", "--data", "digits", "--method", "herding", "--ipc", 2,
                              "--selection-epochs", 1, "--out", sel_out, *TINY)
     assert code == 0, err
-    assert SyntheticSet.load(str(sel_out)).meta["method"] == "herding"
+    assert ReducedSet.load(str(sel_out)).meta["method"] == "herding"
 
     code, out, err = run_cli(capsys, "evaluate", dm_out, "--data", "digits", "--runs", 2,
                              "--epochs", 3, "--json", "--quiet")
@@ -91,7 +91,7 @@ def bad_files(tmp_path):
     (["condense", "--data", "digits", "--method", "dm", "--ipc", "x"], "invalid int"),
     (["evaluate", "{d}/absent.pt", "--data", "digits"], "not found"),
     (["evaluate", "{d}/corrupt.pt", "--data", "digits"], "not a readable"),
-    (["evaluate", "{d}/foreign.pt", "--data", "digits"], "not a dcapps SyntheticSet"),
+    (["evaluate", "{d}/foreign.pt", "--data", "digits"], "not a dcapps ReducedSet"),
     (["evaluate", "--data", "digits"], "--full"),
     (["evaluate", "--full", "--data", "digits", "--batch-size", "0"], "--batch-size"),
     (["evaluate", "--full", "--data", "digits", "--lr", "-1"], "--lr"),

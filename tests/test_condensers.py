@@ -7,7 +7,7 @@ import sys
 import pytest
 import torch
 
-from condense_core import SyntheticSet, load_data, make_method
+from condense_core import ReducedSet, load_data, make_method
 from condense_core.checkpoint import Checkpoint
 from condense_core.engine import Engine
 from condense_core.formation import decode, decoded_labels, encode
@@ -124,14 +124,14 @@ def test_torchrun_two_processes_write_the_single_process_m3d_set(tmp_path):
         done = subprocess.run(launcher + ["-m", "dcapps", *argv, "--out", str(outs[-1])], capture_output=True,
                               text=True, timeout=300, env=env, cwd=tmp_path)
         assert done.returncode == 0, done.stderr[-2000:]
-    a, b = SyntheticSet.load(str(outs[0])), SyntheticSet.load(str(outs[1]))
+    a, b = ReducedSet.load(str(outs[0])), ReducedSet.load(str(outs[1]))
     assert torch.equal(a.images, b.images) and b.meta["world_size"] == 2
 
 
 def test_new_condensers_serve_replay_memories(digits):
-    from dcapps.replay import SyntheticBuffer, memory_dataset
+    from dcapps.replay import ReducedSetBuffer, memory_dataset
 
-    buffer = SyntheticBuffer(ipc=1, method="idm", options={**TINY, **QUEUE, "iterations": 2})
-    made = buffer.method(1, "cpu").condense(load_data("digits").subset([0, 1]))
+    buffer = ReducedSetBuffer(ipc=1, method="idm", method_settings={**TINY, **QUEUE, "iterations": 2})
+    made = buffer.method_for(1, "cpu").condense(load_data("digits").subset([0, 1]))
     made.meta.update({"item_arity": 2, "task_labels": {}})
     assert len(memory_dataset([made])) == 2 * 4  # two stored images, each decoded to four

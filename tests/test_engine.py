@@ -10,7 +10,7 @@ import time
 import pytest
 import torch
 
-from condense_core import SyntheticSet, load_data, make_method
+from condense_core import ReducedSet, load_data, make_method
 from condense_core import engine as engine_module
 from condense_core.engine import Engine, Span, forwards_of
 from condense_core.methods.dm import DM
@@ -35,7 +35,7 @@ def test_engine_computes_the_reference_loops_set(digits):
         ref = steps(ReferenceLoop(dm, digits, CPU), 4).images()
         engine = steps(Engine(dm, digits, CPU), 4).result()[0]
         assert torch.allclose(engine, ref, atol=1e-4, rtol=1e-4), flags
-        assert not torch.allclose(engine, DM(**{**dm.config(), "iterations": 1}).condense(digits).images, atol=1e-3)
+        assert not torch.allclose(engine, DM(**{**dm.settings(), "iterations": 1}).condense(digits).images, atol=1e-3)
 
 
 def test_forwards_shared_by_several_classes_compute_the_reference_set(digits, monkeypatch):
@@ -56,13 +56,13 @@ def test_ranks_run_the_forwards_of_one_process(digits, monkeypatch):
     monkeypatch.setitem(engine_module.FORWARD_PIXELS, "cpu", 100 * 8 * 8)
     dm = DM(ipc=2, batch_real=30, iterations=1, **SMALL)  # 3 classes (90 rows) per forward
 
-    def plan(shard):
-        monkeypatch.setattr(engine_module.Shard, "current", classmethod(lambda cls: shard))
+    def plan(ranks):
+        monkeypatch.setattr(engine_module.Ranks, "current", classmethod(lambda cls: ranks))
         engine = Engine(dm, digits, CPU)
         return [[f.spans for f in engine.real_forwards], [f.spans for f in engine.syn_forwards], engine.own]
 
-    one = plan(engine_module.Shard())
-    ranks = [plan(engine_module.Shard(rank, 2)) for rank in range(2)]
+    one = plan(engine_module.Ranks())
+    ranks = [plan(engine_module.Ranks(rank, 2)) for rank in range(2)]
     assert ranks[0][2] == [0, 1, 2, 6, 7, 8] and ranks[1][2] == [3, 4, 5, 9]
     for part in (0, 1):
         assert sorted(ranks[0][part] + ranks[1][part]) == sorted(one[part])
@@ -97,7 +97,7 @@ def test_torchrun_two_processes_write_the_single_process_set(tmp_path):
             done = subprocess.run(launcher + ["-m", "dcapps"] + _condense_argv(out, *extra, method=method),
                                   capture_output=True, text=True, timeout=300, env=ENV, cwd=tmp_path)
             assert done.returncode == 0, done.stderr[-2000:]
-        a, b = SyntheticSet.load(str(single)), SyntheticSet.load(str(shared))
+        a, b = ReducedSet.load(str(single)), ReducedSet.load(str(shared))
         assert torch.equal(a.images, b.images) and torch.equal(a.labels, b.labels)
         assert b.meta["world_size"] == 2 and a.meta["world_size"] == 1
 
@@ -107,14 +107,14 @@ import sys, torch, torch.distributed as dist
 from torch.utils.data import TensorDataset
 from avalanche.benchmarks.scenarios.deprecated.generators import nc_benchmark
 from condense_core import load_data
-from dcapps.replay import SyntheticBuffer
+from dcapps.replay import ReducedSetBuffer
 if len(sys.argv) > 2:
     dist.init_process_group("gloo")
 d = load_data("digits")
 train, test = TensorDataset(d.x_train, d.y_train), TensorDataset(d.x_test, d.y_test)
 train.targets, test.targets = d.y_train.tolist(), d.y_test.tolist()
 bench = nc_benchmark(train, test, n_experiences=2, task_labels=False, fixed_class_order=list(range(10)))
-buf = SyntheticBuffer(ipc=2, options={"iterations": 4, "model_options": {"width": 8}, "batch_real": 16})
+buf = ReducedSetBuffer(ipc=2, method_settings={"iterations": 4, "model_options": {"width": 8}, "batch_real": 16})
 buf.post_adapt(type("State", (), {"device": torch.device("cpu")})(), bench.train_stream[0])
 if not dist.is_initialized() or dist.get_rank() == 0:
     torch.save(buf.sets[0].images, sys.argv[1])
@@ -139,7 +139,7 @@ def uninterrupted(tmp_path_factory):
     done = subprocess.run([sys.executable, "-m", "dcapps"] + _condense_argv(out, iterations="60"),
                           capture_output=True, text=True, timeout=300, env=ENV)
     assert done.returncode == 0, done.stderr[-2000:]
-    return SyntheticSet.load(str(out))
+    return ReducedSet.load(str(out))
 
 
 def _start_and_wait_for_checkpoint(out, every="10"):
@@ -158,7 +158,7 @@ def _resume(out):
                           capture_output=True, text=True, timeout=300, env=ENV)
     assert done.returncode == 0, done.stderr[-2000:]
     assert not os.path.exists(str(out) + ".ckpt")  # superseded by the finished set
-    return SyntheticSet.load(str(out))
+    return ReducedSet.load(str(out))
 
 
 def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path, uninterrupted):

@@ -21,7 +21,7 @@ import pytest
 import torch
 import yaml
 
-from condense_core import InputError, SyntheticSet
+from condense_core import InputError, ReducedSet
 from condense_core.checkpoint import Checkpoint
 from condense_core.engine import Engine
 from condense_core.methods.dm import DM
@@ -62,10 +62,10 @@ def no_half_written_files(tmp_path):
 
 @pytest.fixture
 def set_file(tmp_path, digits):
-    """A valid SyntheticSet file of digits: two real images per class."""
+    """A valid ReducedSet file of digits: two real images per class."""
     idx = torch.cat([torch.nonzero(digits.y_train == c).flatten()[:2] for c in range(10)])
     path = tmp_path / "set.pt"
-    SyntheticSet(digits.x_train[idx], digits.y_train[idx], digits.classes, digits.mean, digits.std,
+    ReducedSet(digits.x_train[idx], digits.y_train[idx], digits.classes, digits.mean, digits.std,
                  {"method": "random"}).save(str(path))
     return path
 
@@ -228,19 +228,19 @@ def test_a_second_run_on_the_same_output_is_refused_while_the_first_lives(tmp_pa
 
 
 def _memory_set(channels, arity=2):
-    return SyntheticSet(torch.randn(2, channels, 8, 8), [0, 1], [0, 1], [0.0] * channels, [1.0] * channels,
+    return ReducedSet(torch.randn(2, channels, 8, 8), [0, 1], [0, 1], [0.0] * channels, [1.0] * channels,
                         {"item_arity": arity, "task_labels": {"0": 0, "1": 0}})
 
 
 def test_load_memory_is_all_or_nothing(tmp_path):
-    from dcapps.replay import SyntheticBuffer
+    from dcapps.replay import ReducedSetBuffer
 
-    buffer = SyntheticBuffer(ipc=2, method="random", kind="select")
+    buffer = ReducedSetBuffer(ipc=2, method="random", kind="select")
     buffer.sets = [_memory_set(1)]
     buffer._refresh()
     held_sets, held_buffer = list(buffer.sets), buffer.buffer
     colour = tmp_path / "colour"
-    SyntheticBuffer(ipc=2, method="random", kind="select").save(str(colour))  # an empty memory's index
+    ReducedSetBuffer(ipc=2, method="random", kind="select").save(str(colour))  # an empty memory's index
     for i, channels in enumerate((3, 3)):
         _memory_set(channels).save(str(colour / f"experience_{i:03d}.pt"))
     (colour / "index.txt").write_text("experience_000.pt\nexperience_001.pt\n")
@@ -472,21 +472,21 @@ def test_values_past_what_the_libraries_underneath_take_are_one_line(tmp_path, c
 
 
 def test_a_replay_memory_refuses_what_it_sets_itself_before_any_training():
-    from dcapps.replay import SyntheticBuffer
+    from dcapps.replay import ReducedSetBuffer
 
-    for kwargs, words in (({"ipc": 1, "options": {"ipc": 3}}, "ipc"), ({"ipc": 1, "options": {"seed": 2}}, "seed"),
+    for kwargs, words in (({"ipc": 1, "method_settings": {"ipc": 3}}, "ipc"), ({"ipc": 1, "method_settings": {"seed": 2}}, "seed"),
                           ({"ipc": None, "mem_size": None}, "mem_size")):
         with pytest.raises(InputError, match=words):
-            SyntheticBuffer(method="random", kind="select", **kwargs)
+            ReducedSetBuffer(method="random", kind="select", **kwargs)
 
 
 def test_save_memory_onto_a_file_is_one_error(tmp_path):
-    from dcapps.replay import SyntheticBuffer
+    from dcapps.replay import ReducedSetBuffer
 
     taken = tmp_path / "memory"
     taken.write_text("mine")
     with pytest.raises(InputError, match="is a file"):
-        SyntheticBuffer(ipc=1, method="random", kind="select").save(str(taken))
+        ReducedSetBuffer(ipc=1, method="random", kind="select").save(str(taken))
     assert taken.read_text() == "mine"
 
 
@@ -558,7 +558,7 @@ def test_lcmat_killed_then_resumed_gives_the_uninterrupted_set(tmp_path):
     run.kill()
     run.wait(timeout=60)
     assert main([*argv, "--resume", "--out", str(out)]) == 0
-    whole, resumed = SyntheticSet.load(str(tmp_path / "whole.pt")), SyntheticSet.load(str(out))
+    whole, resumed = ReducedSet.load(str(tmp_path / "whole.pt")), ReducedSet.load(str(out))
     assert resumed.meta["resumed_from"] > 0 and torch.equal(whole.images, resumed.images)
     assert not Path(str(out) + ".ckpt").exists() and not Path(str(out) + ".lock").exists()
 
@@ -578,4 +578,4 @@ def test_a_run_killed_before_its_first_checkpoint_resumes_from_zero(tmp_path, ca
     assert main([*map(str, argv), "--resume"]) == 0
     err = capsys.readouterr().err
     assert "starting from iteration 0" in err and len(err.strip().splitlines()) == 1
-    assert not lock.exists() and SyntheticSet.load(str(tmp_path / "a.pt")).meta["resumed_from"] == 0
+    assert not lock.exists() and ReducedSet.load(str(tmp_path / "a.pt")).meta["resumed_from"] == 0

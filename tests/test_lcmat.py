@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from condense_core import SyntheticSet, make_method, method_class
+from condense_core import ReducedSet, make_method, method_class
 from condense_core.methods.lcmat import (LCMatC, LCMatS, curvature_distances, facility_location, head_factors,
                                          mean_matching, top_variance_hessian)
 from dcapps.cli import main
@@ -131,12 +131,12 @@ def test_cli_select_and_condense(tmp_path, digits_arrays):
     out = tmp_path / "s.pt"
     assert main(["select", "--data", str(spec), "--method", "lcmat", "--ipc", "1", "--k", "5", "--eps", "0",
                  "--selection-epochs", "1", "--quiet", "--out", str(out)]) == 0
-    assert SyntheticSet.load(str(out)).meta["k"] == 5
+    assert ReducedSet.load(str(out)).meta["k"] == 5
     out = tmp_path / "c.pt"
     assert main(["condense", "--data", str(spec), "--method", "lcmat", "--ipc", "1", "--iterations", "2",
                  "--batch-real", "8", "--rho", "0.5", "--pool-size", "1", "--net-epochs", "1", "--quiet",
                  "--out", str(out)]) == 0
-    assert SyntheticSet.load(str(out)).meta["rho"] == 0.5
+    assert ReducedSet.load(str(out)).meta["rho"] == 0.5
 
 
 @pytest.mark.parametrize("command,flags", [("select", ["--k", "0"]), ("select", ["--eps", "-0.1"]),

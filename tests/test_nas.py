@@ -104,8 +104,8 @@ def test_bad_inputs_exit_2_with_one_line_and_write_nothing(tmp_path, capsys, pro
     assert rc == 2 and "classes" in err
     for options in ('{"iteration": 3}', '{"train_nets": 1}'):  # misspelt; a setting of idm, not of dm
         rc, _, err = run_cli(capsys, "nas", "rank-eval", "--data", "digits", "--condense", "dm", "--ipc", "1",
-                             "--condense-options", options, "--out", str(out))
-        assert rc == 2 and "--condense-options" in err and "not a setting of dm" in err and not out.exists(), err
+                             "--method-settings", options, "--out", str(out))
+        assert rc == 2 and "--method-settings" in err and "not a setting of dm" in err and not out.exists(), err
     rc, _, err = run_cli(capsys, "nas", "rank-eval", "--data", "digits", "--proxy", proxy, "--archs", "0")
     assert rc == 2 and "--archs" in err
     rc, _, err = run_cli(capsys, "nas", "report", "--dir", str(tmp_path))
@@ -162,7 +162,7 @@ def test_rank_eval_compares_proxies_with_whole_data(tmp_path, capsys, proxy):
     # and the two results join into one comparison (trained proxies first); other runs do not join.
     from nas.rank_eval import join_results
 
-    added = args[:4] + ["--condense", "dm", "--ipc", "2", "--condense-options", '{"iterations": 2}'] + args[6:]
+    added = args[:4] + ["--condense", "dm", "--ipc", "2", "--method-settings", '{"iterations": 2}'] + args[6:]
     added[added.index("random,early")] = "none"
     rc, text, err = run_cli(capsys, *added, "--zero-cost", "none", "--out", str(tmp_path / "added"))
     assert rc == 0, err

@@ -1,4 +1,4 @@
-"""DMReplay, CondensedReplayPlugin and SyntheticBuffer on tiny class-incremental splits of digits."""
+"""DMReplay, ReducedSetReplayPlugin and ReducedSetBuffer on tiny class-incremental splits of digits."""
 import warnings
 
 import numpy as np
@@ -17,7 +17,7 @@ from avalanche.evaluation.metrics import accuracy_metrics  # noqa: E402
 from avalanche.training.plugins import EvaluationPlugin, SupervisedPlugin  # noqa: E402
 from avalanche.training.supervised import Naive  # noqa: E402
 
-from dcapps import CondensedReplayPlugin, DMReplay, SyntheticBuffer  # noqa: E402
+from dcapps import ReducedSetReplayPlugin, DMReplay, ReducedSetBuffer  # noqa: E402
 
 TINY = {"model_options": {"width": 8, "depth": 2}, "batch_real": 16}
 CLASSES = [0, 1, 2, 3]
@@ -62,7 +62,7 @@ def naive(plugin, **kw):
                  evaluator=evaluator, plugins=[plugin], **kw)
 
 
-def per_class(buffer: SyntheticBuffer) -> dict:
+def per_class(buffer: ReducedSetBuffer) -> dict:
     y = torch.cat([s.labels for s in buffer.sets])
     return {int(c): int((y == c).sum()) for c in torch.unique(y)}
 
@@ -70,7 +70,7 @@ def per_class(buffer: SyntheticBuffer) -> dict:
 @pytest.mark.parametrize("make", [nc, ci], ids=["nc_benchmark", "class_incremental_benchmark"])
 def test_plugin_on_naive_keeps_ipc_per_class_with_matching_items(digits, make):
     bench = make(digits)
-    plugin = CondensedReplayPlugin(ipc=3, method="dm", options={**TINY, "iterations": 2}, seed=0)
+    plugin = ReducedSetReplayPlugin(ipc=3, method="dm", method_settings={**TINY, "iterations": 2}, seed=0)
     strategy = naive(plugin)
     seen = []
     for exp in bench.train_stream:
@@ -88,8 +88,8 @@ def test_plugin_on_naive_keeps_ipc_per_class_with_matching_items(digits, make):
 
 
 def test_mem_size_is_never_exceeded_and_old_classes_shrink(digits):
-    buffer = SyntheticBuffer(mem_size=10, method="dm", options={**TINY, "iterations": 2}, seed=1)
-    plugin = CondensedReplayPlugin(storage_policy=buffer)
+    buffer = ReducedSetBuffer(mem_size=10, method="dm", method_settings={**TINY, "iterations": 2}, seed=1)
+    plugin = ReducedSetReplayPlugin(storage_policy=buffer)
     strategy = naive(plugin)
     bench = nc(digits)
     strategy.train(bench.train_stream[0])
@@ -103,8 +103,8 @@ def test_mem_size_is_never_exceeded_and_old_classes_shrink(digits):
 
 
 def test_mem_size_smaller_than_classes_is_an_input_error(digits):
-    buffer = SyntheticBuffer(mem_size=3, method="random", kind="select", seed=0)
-    strategy = naive(CondensedReplayPlugin(storage_policy=buffer))
+    buffer = ReducedSetBuffer(mem_size=3, method="random", kind="select", seed=0)
+    strategy = naive(ReducedSetReplayPlugin(storage_policy=buffer))
     bench = nc(digits)
     strategy.train(bench.train_stream[0])
     with pytest.raises(InputError, match="mem_size 3"):
@@ -113,15 +113,15 @@ def test_mem_size_smaller_than_classes_is_an_input_error(digits):
 
 def test_bad_settings_fail_at_construction():
     with pytest.raises(InputError, match="unknown condense method 'nope'"):
-        CondensedReplayPlugin(method="nope")
+        ReducedSetReplayPlugin(method="nope")
     with pytest.raises(InputError, match="unknown condense method 'herding'"):  # a selector is not DM
-        DMReplay(model=build_model("MLP", 1, 10, (8, 8)), optimizer=None, condenser="herding")
+        DMReplay(model=build_model("MLP", 1, 10, (8, 8)), optimizer=None, method="herding")
     with pytest.raises(InputError, match="unknown setting no_such_option"):
-        SyntheticBuffer(method="dm", options={"no_such_option": 1})
+        ReducedSetBuffer(method="dm", method_settings={"no_such_option": 1})
     with pytest.raises(InputError, match="lr_img must be a finite number > 0"):
-        SyntheticBuffer(method="dm", options={"lr_img": float("nan")})
+        ReducedSetBuffer(method="dm", method_settings={"lr_img": float("nan")})
     with pytest.raises(InputError, match="replay_mode"):
-        CondensedReplayPlugin(replay_mode="sometimes")
+        ReducedSetReplayPlugin(replay_mode="sometimes")
     model = build_model("MLP", 1, 10, (8, 8))
     with pytest.raises(TypeError):
         DMReplay(model=model, optimizer=torch.optim.SGD(model.parameters(), lr=0.1), not_a_setting=1)
@@ -130,10 +130,10 @@ def test_bad_settings_fail_at_construction():
 def test_memories_start_from_the_memory_preset_that_options_override():
     from condense_core.methods.dm import DM
 
-    dm = SyntheticBuffer(method="dm").method(10, "cpu", "check")
+    dm = ReducedSetBuffer(method="dm").method_for(10, "cpu", "check")
     assert {k: getattr(dm, k) for k in DM.presets["memory"]} == DM.presets["memory"]
-    assert SyntheticBuffer(method="dm", options={"init": "real"}).method(10, "cpu").init == "real"
-    assert SyntheticBuffer(method="herding", kind="select").method(10, "cpu").name == "herding"  # no preset
+    assert ReducedSetBuffer(method="dm", method_settings={"init": "real"}).method_for(10, "cpu").init == "real"
+    assert ReducedSetBuffer(method="herding", kind="select").method_for(10, "cpu").name == "herding"  # no preset
 
 
 class Watch(SupervisedPlugin):
@@ -154,8 +154,8 @@ def test_dmreplay_gdumb_trains_on_memory_from_the_initial_weights(digits):
     model = build_model("ConvNet", 1, 10, (8, 8), width=8, depth=2)
     watch = Watch({k: v.clone() for k, v in model.state_dict().items()})
     strategy = DMReplay(model=model, optimizer=torch.optim.SGD(model.parameters(), lr=0.01),
-                        criterion=torch.nn.CrossEntropyLoss(), ipc=2, condenser="dm",
-                        condenser_options={**TINY, "iterations": 2}, replay_mode="gdumb", seed=0,
+                        criterion=torch.nn.CrossEntropyLoss(), ipc=2, method="dm",
+                        method_settings={**TINY, "iterations": 2}, replay_mode="gdumb", seed=0,
                         train_mb_size=4, train_epochs=1, evaluator=EvaluationPlugin(loggers=[]),
                         plugins=[watch])
     for exp in nc(digits).train_stream:
@@ -166,13 +166,13 @@ def test_dmreplay_gdumb_trains_on_memory_from_the_initial_weights(digits):
 
 
 def test_memory_save_load_round_trip(digits, tmp_path):
-    plugin = CondensedReplayPlugin(ipc=2, method="herding", kind="select", options={"selection_epochs": 1},
+    plugin = ReducedSetReplayPlugin(ipc=2, method="herding", kind="select", method_settings={"selection_epochs": 1},
                                    seed=0)
     strategy = naive(plugin)
     for exp in nc(digits).train_stream:
         strategy.train(exp)
     folder = plugin.memory.save(str(tmp_path / "memory"))
-    loaded = SyntheticBuffer(ipc=2, method="herding", kind="select").load(folder)
+    loaded = ReducedSetBuffer(ipc=2, method="herding", kind="select").load(folder)
     assert len(loaded.sets) == 2
     for a, b in zip(plugin.memory.sets, loaded.sets):
         assert torch.equal(a.images, b.images) and torch.equal(a.labels, b.labels)
@@ -181,9 +181,9 @@ def test_memory_save_load_round_trip(digits, tmp_path):
         a, b = plugin.memory.buffer[i], loaded.buffer[i]
         assert torch.equal(a[0], b[0]) and [int(v) for v in a[1:]] == [int(v) for v in b[1:]]
     with pytest.raises(InputError, match="not a saved replay memory"):
-        SyntheticBuffer().load(str(tmp_path))
+        ReducedSetBuffer().load(str(tmp_path))
     with pytest.raises(InputError, match="more than mem_size"):
-        SyntheticBuffer(mem_size=4, method="random", kind="select").load(folder)
+        ReducedSetBuffer(mem_size=4, method="random", kind="select").load(folder)
 
 
 def _write_idx(path, array: "np.ndarray") -> None:
@@ -208,7 +208,7 @@ def test_dmreplay_on_avalanches_own_split_mnist(digits_arrays, tmp_path):
     bench = SplitMNIST(n_experiences=5, seed=0, dataset_root=str(tmp_path))
     model = build_model("ConvNet", 1, 10, (28, 28), width=8, depth=2)
     strategy = DMReplay(model=model, optimizer=torch.optim.SGD(model.parameters(), lr=0.01), ipc=2,
-                        condenser_options={**TINY, "iterations": 2}, train_mb_size=64, train_epochs=1,
+                        method_settings={**TINY, "iterations": 2}, train_mb_size=64, train_epochs=1,
                         evaluator=EvaluationPlugin(loggers=[]))
     for exp in bench.train_stream[:2]:
         strategy.train(exp)
@@ -245,7 +245,7 @@ def test_dmreplay_in_avalanches_test_replay_pattern_tabular_sit_and_mt(replay_mo
         model = MTSimpleMLP(input_size=6, hidden_size=10) if multi_task else SimpleMLP(input_size=6, hidden_size=10)
         strategy = DMReplay(model=model, optimizer=torch.optim.SGD(model.parameters(), lr=1e-3),
                             criterion=torch.nn.CrossEntropyLoss(), mem_size=10, replay_mode=replay_mode,
-                            condenser_options={"iterations": 3, "batch_real": 16}, train_mb_size=64,
+                            method_settings={"iterations": 3, "batch_real": 16}, train_mb_size=64,
                             eval_mb_size=50, train_epochs=2, evaluator=EvaluationPlugin(loggers=[]))
         for exp in bench.train_stream:
             strategy.train(exp)
@@ -260,7 +260,7 @@ def test_dmreplay_in_avalanches_test_replay_pattern_tabular_sit_and_mt(replay_mo
                        for t in [exp.task_label]}
             assert all(int(item[2]) == task_of[int(item[1])] for item in items)
         folder = str(tmp_path / f"memory{int(multi_task)}")
-        resumed = SyntheticBuffer(mem_size=10).load(strategy.save_memory(folder))
+        resumed = ReducedSetBuffer(mem_size=10).load(strategy.save_memory(folder))
         assert resumed.vectors and torch.equal(resumed.buffer[0][0], items[0][0])
 
 

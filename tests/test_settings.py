@@ -62,7 +62,7 @@ def test_the_same_key_works_as_flag_yaml_key_and_dmreplay_option(method, s):
     from avalanche.training.plugins.evaluation import default_evaluator
 
     from condense_core.networks import build_model
-    from dcapps.replay import SyntheticBuffer
+    from dcapps.replay import ReducedSetBuffer
     from scenarios.config import validate
     from scenarios.strategies import build_strategy
 
@@ -75,9 +75,9 @@ def test_the_same_key_works_as_flag_yaml_key_and_dmreplay_option(method, s):
         cfg = validate({"data": "digits", "condense": condense})
         model = build_model("ConvNet", 1, 10, (8, 8), width=8)
         strategy = build_strategy(STRATEGY[method], cfg, model, 10, 0, default_evaluator, torch.device("cpu"))
-        assert getattr(strategy.memory.method(2, "cpu"), s.name) == value, condense
+        assert getattr(strategy.memory.method_for(2, "cpu"), s.name) == value, condense
 
-    assert getattr(SyntheticBuffer(method=method, options={s.name: value}).method(2, "cpu"), s.name) == value
+    assert getattr(ReducedSetBuffer(method=method, method_settings={s.name: value}).method_for(2, "cpu"), s.name) == value
 
 
 def test_errors_name_the_setting_in_the_callers_words(tmp_path, capsys):

@@ -24,7 +24,7 @@ from ..errors import InputError, Interrupted
 from ..method import Method
 from ..networks import reinitialize
 from ..registration import register
-from ..runtime import progress
+from ..runtime import tracked
 from ..settings import setting
 
 PRECISIONS = ("fp32", "bf16")
@@ -86,12 +86,12 @@ class DM(Method):
     def _run(self, data, device, checkpoint=None):
         run = Engine(self, data, device, checkpoint)
         stop = StopSignals()
-        bar = progress(range(run.done, self.iterations), desc=f"{self.name} ipc{self.ipc}",
-                       enabled=self.progress and run.shard.rank == 0)
+        bar = tracked(range(run.done, self.iterations), desc=f"{self.name} ipc{self.ipc}",
+                       progress=self.progress and run.ranks.rank == 0)
         with stop.installed():
             for _ in bar:
                 run.step()
-                if run.shard.any(bool(stop.requested), device):
+                if run.ranks.any(bool(stop.requested), device):
                     run.save(checkpoint)
                     raise Interrupted(stop.requested or signal.SIGTERM, run.done, checkpoint and checkpoint.path)
                 if checkpoint is not None and checkpoint.due(run.done, self.iterations):

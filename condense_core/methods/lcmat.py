@@ -35,8 +35,8 @@ import torch
 import torch.nn.functional as F
 
 from ..data import ImageData
-from ..distributed import Shard
-from ..evaluate import TrainConfig, train_model
+from ..distributed import Ranks
+from ..evaluate import TrainSettings, train_model
 from ..registration import register
 from ..settings import setting
 from .dm import DM
@@ -190,16 +190,16 @@ class LCMatC(DM):
     def pool(self, data: ImageData, device: torch.device) -> list[torch.nn.Module]:
         """The `pool_size` trained networks; under torch.distributed rank r trains members
         r, r + world, ... and every rank receives all of them (the same as training them all)."""
-        shard = Shard.current()
-        mine = {i: self.pool_network(data, device, i) for i in range(self.pool_size) if shard.owns(i)}
+        ranks = Ranks.current()
+        mine = {i: self.pool_network(data, device, i) for i in range(self.pool_size) if ranks.owns(i)}
         placeholder = lambda i: self.network(data, device, self.generator(device, "pool", i))  # noqa: E731
-        return [shard.broadcast_module(mine[i] if i in mine else placeholder(i), i % shard.world)
+        return [ranks.broadcast_module(mine[i] if i in mine else placeholder(i), i % ranks.world)
                 for i in range(self.pool_size)]
 
     def pool_network(self, data: ImageData, device: torch.device, i: int) -> torch.nn.Module:
         """Pool member `i`: a fresh network trained `net_epochs` on the real data, then frozen."""
         g = self.generator(device, "pool", i)
-        cfg = TrainConfig(epochs=self.net_epochs, batch_size=128)
+        cfg = TrainSettings(epochs=self.net_epochs, batch_size=128)
         net = train_model(self.network(data, device, g), data.x_train, data.y_train, cfg, g,
                           self.progress, desc=f"pool net {i + 1}/{self.pool_size}")
         return net.requires_grad_(False)

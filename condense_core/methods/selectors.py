@@ -2,7 +2,7 @@
 
 Herding and k-center work in the embedding of a network trained briefly on the data
 (`selection_epochs`), as in iCaRL and the coreset literature; they pick `ipc` distinct real
-images per class and return them as a `SyntheticSet` like any condenser.
+images per class and return them as a `ReducedSet` like any condenser.
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import ClassVar
 import torch
 
 from ..data import ImageData
-from ..evaluate import TrainConfig, train_model
+from ..evaluate import TrainSettings, train_model
 from ..method import Method, pick_per_class
 from ..registration import register
 from ..settings import setting
@@ -50,7 +50,7 @@ class TrainedSelector(Selector):
     def trained_network(self, data: ImageData, device: torch.device) -> torch.nn.Module:
         g = self.generator(device, "train")
         net = self.network(data, device, g)
-        cfg = TrainConfig(epochs=self.selection_epochs, batch_size=128)
+        cfg = TrainSettings(epochs=self.selection_epochs, batch_size=128)
         return train_model(net, data.x_train, data.y_train, cfg, g, self.progress, desc="selection net").eval()
 
     @torch.no_grad()

@@ -64,7 +64,7 @@ def announce(key: str, r: dict) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from condense_core.distributed import Shard, finish
+    from condense_core.distributed import Ranks, finish
     from condense_core.sweep import Layout
     from scenarios.config import config_path, load_config, parse_seeds
     from scenarios.runner import run_config
@@ -85,7 +85,7 @@ def _run(args: argparse.Namespace) -> int:
     try:
         problems = run_config(cfg, out, layout, tensorboard=args.tensorboard,
                               announce=None if args.quiet else announce)
-        if Shard.current().rank == 0:
+        if Ranks.current().rank == 0:
             _write_report(out, cfg, args.json, demo=args.command == "demo")
     finally:
         finish()

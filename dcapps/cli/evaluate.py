@@ -1,5 +1,5 @@
 """`dcapps evaluate`: train fresh networks on a saved set (or the whole training set) and test them.
-The training flags are the settings of `condense_core.evaluate.TrainConfig`."""
+The training flags are the settings of `condense_core.evaluate.TrainSettings`."""
 from __future__ import annotations
 
 import argparse
@@ -11,38 +11,38 @@ HELP = {"evaluate": "train fresh networks on a saved set (or --full data) and te
 
 
 def add_arguments(name: str, p: argparse.ArgumentParser) -> None:
-    from condense_core import TrainConfig
+    from condense_core import TrainSettings
 
-    p.add_argument("file", nargs="?", help="a SyntheticSet .pt file")
+    p.add_argument("file", nargs="?", help="a ReducedSet .pt file")
     p.add_argument("--full", action="store_true", help="evaluate the whole training set instead")
     add_data_arguments(p)
     add_stream_argument(p)
     p.add_argument("--model", default="ConvNet", help="ConvNet | MLP | ResNet")
     p.add_argument("--runs", type=at_least(1), default=5)
-    add_setting_flags(p, {"training": TrainConfig})
+    add_setting_flags(p, {"training": TrainSettings})
     add_run_arguments(p)
 
 
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from condense_core import InputError, SyntheticSet, TrainConfig, load_data
+    from condense_core import InputError, ReducedSet, TrainSettings, load_data
     from condense_core.evaluate import evaluate
 
     from .common import given_settings
 
     if args.full == bool(args.file):
-        raise InputError("give either a SyntheticSet FILE.pt or --full")
+        raise InputError("give either a ReducedSet FILE.pt or --full")
     if args.runs < 1:
         raise InputError(f"--runs must be >= 1, got {args.runs}")
-    cfg = TrainConfig(**given_settings(TrainConfig, args, "training"))
-    syn = SyntheticSet.load(args.file) if args.file else None
+    cfg = TrainSettings(**given_settings(TrainSettings, args, "training"))
+    syn = ReducedSet.load(args.file) if args.file else None
     data = load_data(args.data, args.root, args.download, args.stream)
     if args.full and not torch.is_tensor(data.x_train):
         raise InputError("--full trains on the whole training set, which needs it in memory (not --stream)")
     x, y = syn.for_data(data) if syn is not None else (data.x_train, data.y_train)
     res = evaluate(x, y, data, runs=args.runs, seed=args.seed, model=args.model, cfg=cfg,
-                   device=args.device, show_progress=not args.quiet)
+                   device=args.device, progress=not args.quiet)
     res["set"] = args.file or "full"
     res["data"] = args.data
     if syn is not None:

@@ -11,18 +11,18 @@ TUNER_CHOICES = ("grid", "random", "tpe", "evolution")  # no Anneal: it breaks o
 
 
 def _add_training(p: argparse.ArgumentParser) -> None:
-    """Training on the proxy: the settings of the evaluation protocol (`TrainConfig`)."""
-    from condense_core import TrainConfig
+    """Training on the proxy: the settings of the evaluation protocol (`TrainSettings`)."""
+    from condense_core import TrainSettings
 
-    add_setting_flags(p, {"training": TrainConfig})
+    add_setting_flags(p, {"training": TrainSettings})
 
 
 def _training(args: argparse.Namespace):
-    from condense_core import TrainConfig
+    from condense_core import TrainSettings
 
     from .common import given_settings
 
-    return TrainConfig(**given_settings(TrainConfig, args, "training"))
+    return TrainSettings(**given_settings(TrainSettings, args, "training"))
 
 
 def add_arguments(name: str, p: argparse.ArgumentParser) -> None:
@@ -30,7 +30,7 @@ def add_arguments(name: str, p: argparse.ArgumentParser) -> None:
     sub.required = True
     init = sub.add_parser("init", help="write DIR/config.yml for `nnictl create --config DIR/config.yml`")
     add_data_arguments(init)
-    init.add_argument("--proxy", required=True, metavar="FILE.pt", help="the proxy SyntheticSet")
+    init.add_argument("--proxy", required=True, metavar="FILE.pt", help="the proxy ReducedSet")
     init.add_argument("--out", required=True, metavar="DIR", help="experiment folder to write")
     init.add_argument("--space", default="small", help="full (720 ConvNets) | small (72) | FILE.json")
     init.add_argument("--tuner", default="tpe", choices=TUNER_CHOICES)
@@ -60,13 +60,13 @@ def add_arguments(name: str, p: argparse.ArgumentParser) -> None:
     ev = sub.add_parser("rank-eval", help="rank correlation of proxies against whole-data training")
     add_data_arguments(ev)
     ev.add_argument("--proxy", action="append", default=[], metavar="FILE.pt",
-                    help="a proxy SyntheticSet (repeat to compare several)")
+                    help="a proxy ReducedSet (repeat to compare several)")
     ev.add_argument("--condense", default="", metavar="NAMES",
                     help="comma list of condensers (dm, idm, m3d, ...) whose proxies rank-eval builds "
                          "itself, with --ipc and the seed; their build time counts in their cost")
     ev.add_argument("--ipc", type=at_least(1), default=None,
                     help="images per class of the built proxies and subsets (default: the first --proxy's)")
-    ev.add_argument("--condense-options", default="{}", metavar="JSON",
+    ev.add_argument("--method-settings", default="{}", metavar="JSON",
                     help="settings for the built proxies' methods, each to those that have it; one that "
                          "none of them has is refused (e.g. '{\"iterations\": 300}')")
     ev.add_argument("--space", default="small", help="full | small | FILE.json")
@@ -154,7 +154,7 @@ def _rank_eval(args) -> int:
 
 
 def _condense_options(args) -> dict:
-    """--condense-options as a mapping; each entry must be a setting of one of the --condense
+    """--method-settings as a mapping; each entry must be a setting of one of the --condense
     methods (a misspelt or misplaced one would otherwise change nothing, silently)."""
     import json
 
@@ -163,16 +163,16 @@ def _condense_options(args) -> dict:
     from condense_core.settings import settings_of
 
     try:
-        options = json.loads(args.condense_options)
+        options = json.loads(args.method_settings)
     except json.JSONDecodeError:
         options = None
     if not isinstance(options, dict):
-        raise InputError(f"--condense-options must be a JSON mapping, got {args.condense_options!r}")
+        raise InputError(f"--method-settings must be a JSON mapping, got {args.method_settings!r}")
     names = _names(args.condense)
     known = set().union(*(settings_of(method_class("condense", n)) for n in names))
     unknown = sorted(set(options) - known)
     if unknown:
-        raise InputError(f"--condense-options: {', '.join(unknown)} is not a setting of "
+        raise InputError(f"--method-settings: {', '.join(unknown)} is not a setting of "
                          f"{', '.join(names) if names else 'any --condense method (none given)'}")
     return options
 
@@ -187,9 +187,9 @@ def _rank_eval_run(args, out: str, layout) -> int:
     import sys
     from dataclasses import asdict, replace
 
-    from condense_core import SyntheticSet, load_data
+    from condense_core import ReducedSet, load_data
     from condense_core.sweep import Sweep, run
-    from condense_core.synthetic import atomic_write_text
+    from condense_core.reduced import atomic_write_text
     from nas.rank_eval import ArchUnit, built_proxies, file_digest, format_table, rank_eval, sample_architectures
     from nas.space import load_space
 
@@ -197,7 +197,7 @@ def _rank_eval_run(args, out: str, layout) -> int:
     cfg = _training(args)
     full_cfg = replace(cfg, epochs=args.full_epochs)
     archs = sample_architectures(load_space(args.space), args.archs, args.seed)
-    sets = [SyntheticSet.load(path) for path in args.proxy]  # every file is checked before any work
+    sets = [ReducedSet.load(path) for path in args.proxy]  # every file is checked before any work
     ipc = args.ipc if args.ipc is not None or not sets else sets[0].ipc
     condense, options = _names(args.condense), _condense_options(args)
     data = load_data(args.data, args.root, args.download)
@@ -205,7 +205,7 @@ def _rank_eval_run(args, out: str, layout) -> int:
     settings = {"data": args.data, "root": args.root, "archs": archs, "seed": args.seed, "training": asdict(cfg),
                 "full_epochs": args.full_epochs, "proxies": [file_digest(p) for p in args.proxy],
                 "baselines": baselines, "zero_cost": zero_cost, "ipc": ipc, "condense": condense,
-                "condense_options": options}
+                "method_settings": options}
     sweep = Sweep(out, settings)
     units = {f"arch{i:03d}": {"arch": arch} for i, arch in enumerate(archs)}
     sweep.plan(units, {"space": args.space, "proxy_files": args.proxy})

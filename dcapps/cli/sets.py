@@ -58,7 +58,7 @@ def _build(args, kind, cls, settings, lock, png) -> int:
     """Check the checkpoint, load the data, run the method and write the set (holding the lock)."""
     from condense_core import load_data
     from condense_core.checkpoint import Checkpoint
-    from condense_core.distributed import Shard, finish
+    from condense_core.distributed import Ranks, finish
 
     checkpoint = None
     if kind == "condense":
@@ -73,7 +73,7 @@ def _build(args, kind, cls, settings, lock, png) -> int:
         method = cls(**settings, progress=not args.quiet)
         data = load_data(args.data, args.root, args.download, args.stream)
         syn = method.condense(data, checkpoint)
-        if Shard.current().rank != 0:
+        if Ranks.current().rank != 0:
             return 0
         syn.save(args.out)
     finally:
