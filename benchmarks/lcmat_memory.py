@@ -43,7 +43,7 @@ def main(argv=None) -> int:
     method = LCMatS(ipc=a.ipc, k=a.k, device="cpu")
     dev = torch.device("cpu")
     net = method.network(data, dev, method.generator(dev, "train")).eval()
-    f = method.features(net, data.x_train[idx], dev)
+    f = method.features(net.embed, data.x_train[idx], dev)
     del data
     before, t0 = peak_mb(reset=True), time.time()
     picks = method.select_class(net.classifier, f, a.label)

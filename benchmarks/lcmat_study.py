@@ -206,7 +206,7 @@ def main(argv=None):
         te_acc = test_accuracy(net, data.x_test, data.y_test)
         print(json.dumps({"seed": seed, "selection_epochs": a.selection_epochs, "selnet_train": round(tr_acc, 4),
                           "selnet_test": round(te_acc, 4), "s": round(time.time() - t0, 1)}), flush=True)
-        feats = {c: sel.features(net, data.x_train[idx], torch.device("cpu")) for c, idx in sorted(data.class_indices().items())}
+        feats = {c: sel.features(net.embed, data.x_train[idx], torch.device("cpu")) for c, idx in sorted(data.class_indices().items())}
         with torch.no_grad():
             all_loss = F.cross_entropy(net(data.x_train), data.y_train, reduction="none")
         for v, ipc in todo:

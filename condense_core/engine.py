@@ -100,14 +100,14 @@ def forwards_of(spans: list[Span], limit: int) -> list[list[Span]]:
     return out
 
 
-def herding_indices(dm, data: ImageData, device: torch.device, count: int) -> torch.Tensor:
-    """Herding's `count` picks per class (seeded like `dm`, same network architecture): a start
-    that already matches each class mean, which the iterations then refine."""
+def herding_indices(dm, data: ImageData, device: torch.device, count: int, embedding=None) -> torch.Tensor:
+    """Herding's `count` picks per class (seeded like `dm`, same network architecture, or through
+    `embedding`): a start that already matches each class mean, which the iterations refine."""
     from .methods.selectors import Herding
 
     herding = Herding(ipc=count, seed=dm.seed, model=dm.model, model_options=dm.model_options,
                       device=str(device))
-    return herding.select(data, device)
+    return herding.select(data, device, embedding)
 
 
 class DMLoop:
@@ -115,8 +115,8 @@ class DMLoop:
     class indices, and the seeded generator with the draws in their fixed order (the working
     network, the initial images, then per iteration the real batch positions)."""
 
-    def __init__(self, dm, data: ImageData, device: torch.device):
-        self.dm, self.data, self.device = dm, data, device
+    def __init__(self, dm, data: ImageData, device: torch.device, embedding=None):
+        self.dm, self.data, self.device, self.embedding = dm, data, device, embedding
         self.g = dm.generator(device)
         self.labels = data.present_labels()
         lazy = not torch.is_tensor(data.x_train)
@@ -138,7 +138,7 @@ class DMLoop:
         if dm.init == "real":
             full = encode(self.real(pick_per_class(data, count, self.g)), dm.factor)
         elif dm.init == "herding":
-            full = encode(self.real(herding_indices(dm, data, self.device, count)), dm.factor)
+            full = encode(self.real(herding_indices(dm, data, self.device, count, self.embedding)), dm.factor)
         else:
             full = torch.randn((k * dm.ipc, data.channels, *data.image_size), generator=self.g, device=self.device)
         return full.view(k, dm.ipc, *full.shape[1:])
@@ -164,8 +164,9 @@ class Engine(DMLoop):
     """One DM run in progress: the synthetic images and momentum of the classes this rank owns,
     and the iteration step (also timed by `dcapps bench`)."""
 
-    def __init__(self, dm, data: ImageData, device: torch.device, checkpoint: Checkpoint | None = None):
-        super().__init__(dm, data, device)
+    def __init__(self, dm, data: ImageData, device: torch.device, checkpoint: Checkpoint | None = None,
+                 embedding=None):
+        super().__init__(dm, data, device, embedding)
         self.ranks = Ranks.current()
         # the CUDA graph path (see `step`): methods whose iteration never reads the device
         self.graphed = device.type == "cuda" and dm.cuda_graph and dm.graph_safe

@@ -19,15 +19,19 @@ from .data import ImageData
 from .errors import InputError
 from .networks import build_model, check_fits, reinitialize
 from .runtime import make_generator, resolve_device, tracked
+from .knowledge import distillation_loss
+from .reduced import SoftTargets
 from .training import TrainSettings
 
 
 def train_model(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: TrainSettings,
                 generator: torch.Generator, progress: bool = False, desc: str = "train",
-                on_epoch=None) -> torch.nn.Module:
+                on_epoch=None, targets: SoftTargets | None = None) -> torch.nn.Module:
     """Train `model` in place on (x, y) with SGD and the step schedule; returns it.
 
-    `on_epoch(epoch, model)`, if given, is called after each epoch (e.g. to report accuracy).
+    With soft `targets` (one row of logits per image of x) the loss is `distillation_loss` at
+    their temperature instead of the labels' cross-entropy alone. `on_epoch(epoch, model)`, if
+    given, is called after each epoch (e.g. to report accuracy).
     """
     if not torch.is_tensor(x):
         raise InputError("training a network needs its images in memory; this data set is streamed "
@@ -35,6 +39,7 @@ def train_model(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: T
                          "or select randomly")
     device = next(model.parameters()).device
     x, y = x.to(device), y.to(device)
+    soft = targets.logits.to(device) if targets is not None else None
     opt = cfg.optimizer(model.parameters())
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, [max(1, cfg.epochs // 2)], 0.1)
     aug = DSA() if cfg.dsa else None
@@ -48,7 +53,9 @@ def train_model(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: T
             xb, yb = x[idx], y[idx]
             if aug is not None:
                 xb = aug(xb, generator)
-            loss = F.cross_entropy(model(xb), yb)
+            out = model(xb)
+            loss = (F.cross_entropy(out, yb) if soft is None
+                    else distillation_loss(out, yb, soft[idx], targets.temperature))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -74,14 +81,18 @@ def test_accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batc
 
 def evaluate(x: torch.Tensor, y: torch.Tensor, data: ImageData, runs: int = 5, seed: int = 0,
              model: str = "ConvNet", model_options: dict | None = None, cfg: TrainSettings | None = None,
-             device: str = "auto", progress: bool = False) -> dict:
-    """Train `runs` fresh networks on (x, y), test each on `data`'s test split: mean, std, all.
-    Everything that would stop it is checked before the first network trains: something to
-    train on, a test split to test on, images the network fits, the device."""
+             device: str = "auto", progress: bool = False, targets: SoftTargets | None = None) -> dict:
+    """Train `runs` fresh networks on (x, y), with soft `targets` where given (see `train_model`),
+    and test each on `data`'s test split: mean, std, all. Everything that would stop it is
+    checked before the first network trains: something to train on, targets that fit it, a
+    test split to test on, images the network fits, the device."""
     if runs < 1:
         raise InputError(f"--runs must be >= 1, got {runs}")
     if len(x) == 0:
         raise InputError("nothing to train on: the set holds no images")
+    if targets is not None and tuple(targets.logits.shape) != (len(x), data.num_classes):
+        raise InputError(f"soft targets of shape {tuple(targets.logits.shape)} do not fit {len(x)} images "
+                         f"of {data.num_classes} classes")
     data.check_test_split()
     check_fits(model, data.channels, data.image_size, data.spec, **(model_options or {}))
     cfg = cfg or TrainSettings()
@@ -91,10 +102,11 @@ def evaluate(x: torch.Tensor, y: torch.Tensor, data: ImageData, runs: int = 5, s
         g = make_generator(seed, dev, "evaluate", r)
         net = reinitialize(build_model(model, data.channels, data.num_classes, data.image_size,
                                        **(model_options or {})), g).to(dev)
-        train_model(net, x, y, cfg, g, progress, desc=f"run {r + 1}/{runs}")
+        train_model(net, x, y, cfg, g, progress, desc=f"run {r + 1}/{runs}", targets=targets)
         accs.append(test_accuracy(net, data.x_test, data.y_test))
     t = torch.tensor(accs, dtype=torch.float64)
     return {"mean": t.mean().item(), "std": t.std(unbiased=False).item() if runs > 1 else 0.0,
             "accuracies": accs, "runs": runs, "seed": seed, "model": model,
             "model_options": model_options or {}, "train": asdict(cfg), "n_train": len(x),
+            "targets": None if targets is None else {"source": targets.source, "temperature": targets.temperature},
             "seconds": time.time() - t0}

@@ -13,17 +13,21 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
-from typing import ClassVar
+from typing import Callable, ClassVar
 
 import torch
 
 from .checkpoint import Checkpoint
 from .data import ImageData
 from .errors import InputError
+from .knowledge import teacher_targets
 from .networks import build_model, check_fits, reinitialize
 from .runtime import make_generator, reproducible, resolve_device, versions
 from .settings import DEVICE, SEED_MAX, check_object, setting
 from .reduced import ReducedSet
+
+
+Embedding = Callable[[torch.Tensor], torch.Tensor]  # images (N x C x H x W, on the run's device) -> N x D features
 
 
 @dataclass
@@ -37,6 +41,11 @@ class Method:
     deterministic: bool = setting(True, "on CUDA: deterministic kernels, so one seed gives the same bits "
                                         "(slower; off: cuDNN picks the fastest kernels)",
                                   speed_only=True, common=True)
+    soft_labels: bool = setting(False, "also record soft targets: the logits of a teacher (the network "
+                                       "trained on the real data) on the set's images")
+    teacher_epochs: int = setting(30, "epochs of the soft-label teacher (evaluation protocol)", low=1)
+    temperature: float = setting(4.0, "temperature the soft targets are softened at when trained on",
+                                 above=0, high=100)
     progress: bool = False  # progress bars: how a run is shown, not what it computes
 
     kind: ClassVar[str] = ""  # set by registry.register
@@ -53,14 +62,18 @@ class Method:
         """The settings of preset `name` (none: {}); a method without that preset has none."""
         return dict(cls.presets.get(name, {})) if name else {}
 
-    def condense(self, data: ImageData, checkpoint: Checkpoint | None = None) -> ReducedSet:
+    def condense(self, data: ImageData, checkpoint: Checkpoint | None = None,
+                 embedding: Embedding | None = None) -> ReducedSet:
         """Build the reduced set for every class present in `data`'s training split; iterative
-        methods save to and resume from `checkpoint` (the others finish too fast to need one)."""
+        methods save to and resume from `checkpoint` (the others finish too fast to need one).
+        `embedding` (images -> features), where given, is what a method that would train a
+        network to look through the data looks through instead (herding's and k-center's
+        selection network, DM's herding start): a continual learner's own, as iCaRL does."""
         self.validate(data)
         dev = resolve_device(self.device)
         t0 = time.time()
         with reproducible(dev, self.deterministic):
-            images, labels, extra = self._run(data, dev, checkpoint)
+            images, labels, extra = self._run(data, dev, checkpoint, embedding)
         if not torch.isfinite(images).all():  # never write a set that would be reported on as a result
             raise InputError(f"{self.name} diverged: its images hold NaN or infinite values "
                              "(a smaller step, e.g. lr_img, keeps them finite)")
@@ -68,8 +81,11 @@ class Method:
                 "data_shape": [data.channels, *data.image_size], "labels": data.present_labels(),
                 "wall_time_s": round(time.time() - t0, 3), "device": str(dev),
                 "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                "versions": versions(), **extra}
-        return ReducedSet(images, labels, data.classes, data.mean, data.std, meta)
+                "versions": versions(), **extra, **({"embedding": "given"} if embedding is not None else {})}
+        reduced = ReducedSet(images, labels, data.classes, data.mean, data.std, meta)
+        if self.soft_labels:
+            reduced = reduced.with_targets(teacher_targets(self, data, reduced.training_images()[0].to(dev), dev))
+        return reduced
 
     def settings(self) -> dict:
         """Every setting of this method (goes into the metadata)."""
@@ -85,11 +101,11 @@ class Method:
         if self.needs_real_per_class and self.ipc > data.smallest_class():
             raise InputError(f"ipc {self.ipc} is larger than the smallest class "
                              f"({data.smallest_class()} images)")
-        if self.uses_network:  # images too small for the network fail here, not in its first forward
+        if self.uses_network or self.soft_labels:  # images too small for the network fail here, not in a forward
             check_fits(self.model, data.channels, data.image_size, data.spec, **self.model_options)
 
-    def _run(self, data: ImageData, device: torch.device, checkpoint: Checkpoint | None
-             ) -> tuple[torch.Tensor, torch.Tensor, dict]:
+    def _run(self, data: ImageData, device: torch.device, checkpoint: Checkpoint | None,
+             embedding: Embedding | None = None) -> tuple[torch.Tensor, torch.Tensor, dict]:
         """Return (images, labels, extra metadata)."""
         raise NotImplementedError
 

@@ -1,13 +1,16 @@
 """`ReducedSet`: a condensed or selected set, with everything needed to use it later.
 
-One `.pt` file holds the images (normalised space), labels, class names, the normalisation and
-the metadata of the run that made it. `save` writes to a temporary name and renames, so a crash
+One `.pt` file holds the images (normalised space), labels, class names, the normalisation, the
+metadata of the run that made it and, optionally, soft targets (`SoftTargets`: per training image
+logits, the temperature they are softened at and their source, a teacher network or the
+learner); files without targets stay valid, and older readers ignore them. `save` writes to a temporary name and renames, so a crash
 never leaves a half-written file; `load` checks every field (type, shape, finite values, labels
 in range, a positive std) and raises `InputError` naming the file otherwise, and `for_data`
 refuses a set with nothing to train on: a bad set never becomes a reported result.
 """
 from __future__ import annotations
 
+import math
 import os
 import stat
 import tempfile
@@ -20,12 +23,37 @@ from .errors import InputError
 from .formation import decode, decoded_labels
 
 KEYS = ("images", "labels", "classes", "mean", "std", "meta")
-FORMAT = "dcapps.SyntheticSet/1"
+FORMAT = "dcapps.SyntheticSet/1"  # the on-disk format's name, kept from before the glossary (old files read)
+SOURCES = ("teacher", "learner")  # where soft targets come from
+
+
+@dataclass
+class SoftTargets:
+    """What a model knows about a set's images: one row of logits per training image (the
+    stored images decoded, in `ReducedSet.training_images` order), over the set's classes (or a
+    learner's outputs), meant to be softened at `temperature`; `source` is the network that gave
+    them: a `teacher` trained on the real data, or the continual `learner`."""
+
+    logits: torch.Tensor
+    temperature: float = 1.0
+    source: str = "teacher"
+
+    def __post_init__(self):
+        self.logits = self.logits.detach().float().cpu().contiguous()
+
+    @property
+    def nbytes(self) -> int:
+        return self.logits.numel() * self.logits.element_size()
+
+    def rows(self, mask: torch.Tensor) -> "SoftTargets":
+        """The targets of the training images selected by boolean `mask`."""
+        return SoftTargets(self.logits[mask], self.temperature, self.source)
 
 
 @dataclass
 class ReducedSet:
-    """images: float32 N x C x H x W (normalised); labels: int64 indices into `classes`."""
+    """images: float32 N x C x H x W (normalised); labels: int64 indices into `classes`;
+    `targets`: optional soft targets of the training images."""
 
     images: torch.Tensor
     labels: torch.Tensor
@@ -34,15 +62,35 @@ class ReducedSet:
     std: torch.Tensor
     meta: dict = field(default_factory=dict)
     source: str = field(default="", compare=False, repr=False)  # the file it was loaded from, for errors
+    targets: SoftTargets | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self):
         self.images = self.images.detach().float().cpu().contiguous()
         self.labels = torch.as_tensor(self.labels).long().cpu()
         self.mean = torch.as_tensor(self.mean).float().cpu()
         self.std = torch.as_tensor(self.std).float().cpu()
+        if self.targets is not None and len(self.targets.logits) != len(self) * self.factor ** 2:
+            raise ValueError(f"soft targets need one row per training image ({len(self) * self.factor ** 2}), "
+                             f"got {len(self.targets.logits)}")
 
     def __len__(self) -> int:
         return len(self.labels)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes the set stores: its images, plus its soft targets' logits where it has them."""
+        return self.images.numel() * self.images.element_size() + (self.targets.nbytes if self.targets else 0)
+
+    def with_targets(self, targets: SoftTargets | None) -> "ReducedSet":
+        """The same set with `targets` (None: without soft targets)."""
+        return ReducedSet(self.images, self.labels, self.classes, self.mean, self.std, self.meta, self.source,
+                          targets)
+
+    def keep(self, mask: torch.Tensor) -> "ReducedSet":
+        """The stored images selected by boolean `mask`, with their training images' targets."""
+        targets = self.targets.rows(mask.repeat_interleave(self.factor ** 2)) if self.targets else None
+        return ReducedSet(self.images[mask], self.labels[mask], self.classes, self.mean, self.std, self.meta,
+                          self.source, targets)
 
     @property
     def ipc(self) -> int:
@@ -84,6 +132,9 @@ class ReducedSet:
         payload = {"format": FORMAT, "images": self.images, "labels": self.labels,
                    "classes": list(self.classes), "mean": self.mean, "std": self.std,
                    "meta": dict(self.meta)}
+        if self.targets is not None:
+            payload["targets"] = {"logits": self.targets.logits, "temperature": float(self.targets.temperature),
+                                  "source": self.targets.source}
         atomic_save(payload, path)
         return path
 
@@ -130,7 +181,8 @@ class ReducedSet:
         if isinstance(factor, bool) or not isinstance(factor, int) or not 1 <= factor <= min(images.shape[2:]):
             raise InputError(f"{path}: meta factor (multi-formation) must be an integer from 1 to "
                              f"{min(images.shape[2:])}, got {factor!r}")
-        return cls(images, labels.long(), list(classes), mean, std, dict(obj["meta"]), source=path)
+        targets = _targets(obj.get("targets"), len(labels) * factor ** 2, path)
+        return cls(images, labels.long(), list(classes), mean, std, dict(obj["meta"]), source=path, targets=targets)
 
     def save_grid(self, path: str) -> str:
         """A picture of the images, one row per class, de-normalised to [0, 1]."""
@@ -152,6 +204,27 @@ class ReducedSet:
             axes[r][0].set_title(str(self.classes[c]), fontsize=7, loc="left")
         fig.tight_layout()
         return save_png(fig, path)
+
+
+def _targets(value, rows: int, path: str) -> SoftTargets | None:
+    """A file's soft targets, checked: logits a finite float matrix of one row per training image,
+    a temperature > 0, a known source (None where the file has none)."""
+    if value is None:
+        return None
+    if not isinstance(value, dict) or set(value) != {"logits", "temperature", "source"}:
+        raise InputError(f"{path}: targets must be a mapping of logits, temperature and source")
+    logits, temperature, source = value["logits"], value["temperature"], value["source"]
+    if not (torch.is_tensor(logits) and logits.dim() == 2 and logits.is_floating_point()
+            and len(logits) == rows and logits.shape[1] >= 1):
+        raise InputError(f"{path}: targets' logits must be a float matrix with one row per training image ({rows})")
+    if not torch.isfinite(logits).all():
+        raise InputError(f"{path}: targets' logits hold NaN or infinite values")
+    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not (
+            math.isfinite(temperature) and temperature > 0):
+        raise InputError(f"{path}: targets' temperature must be a finite number > 0, got {temperature!r}")
+    if source not in SOURCES:
+        raise InputError(f"{path}: targets' source must be one of {', '.join(SOURCES)}, got {source!r}")
+    return SoftTargets(logits, float(temperature), source)
 
 
 def _channel_vector(value, channels: int, key: str, path: str) -> torch.Tensor:

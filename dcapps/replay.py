@@ -40,14 +40,18 @@ from torch.nn import Module
 from torch.optim import Optimizer
 
 from condense_core import ImageData, InputError, ReducedSet, make_method
+from condense_core.knowledge import dark_replay_loss, recorded_logits, soft_target_term
 from condense_core.runtime import derive_seed
 from condense_core.outputs import check_output_folder
 from condense_core.registry import method_class
 from condense_core.deprecation import renamed, renamed_argument
 from condense_core.settings import applicable, check, setting
-from condense_core.reduced import atomic_write_text
+from condense_core.reduced import SOURCES, SoftTargets, atomic_write_text
 
 REPLAY_MODES = ("mix", "gdumb")
+KNOWLEDGE = ("labels", "logits")
+EMBEDDINGS = ("own", "learner")
+LOGITS_FROM = {"mix": "learner", "gdumb": "teacher"}  # where a memory's logits come from, by replay mode
 SET_PATTERN = "experience_{:03d}.pt"
 PRESET = "memory"  # the settings preset every memory method starts from
 VECTOR_DEFAULTS = {"model": "MLP", "dsa": False}  # for N x D inputs: no convolution, no image augmentation
@@ -63,6 +67,18 @@ class MemorySettings:
                                             "(replaces ipc)", low=1)
     replay_mode: str = setting("mix", "mix: memory in every mini-batch; gdumb: the model is reset and "
                                       "trained on the memory only", choices=REPLAY_MODES)
+    knowledge: str = setting("labels", "labels: replay the stored labels only; logits: also what a model knew "
+                                       "of the stored images (mix: the learner's logits, recorded when they are "
+                                       "stored, replayed with DER++'s loss; gdumb: a teacher's soft targets, "
+                                       "learnt by KL at their temperature plus cross-entropy)", choices=KNOWLEDGE)
+    alpha: float = setting(0.1, "mix with logits: weight of the squared error to the recorded logits "
+                                "(DER++'s alpha)", low=0)
+    beta: float = setting(0.5, "mix with logits: weight of the cross-entropy on the stored labels "
+                               "(DER++'s beta)", low=0)
+    embedding: str = setting("own", "what a memory method that looks through a trained network (herding, "
+                                    "k-center, DM's herding start) looks through: own: a network it trains on "
+                                    "the experience; learner: the learner's embedding (iCaRL's way, no "
+                                    "training)", choices=EMBEDDINGS)
 
 
 class ReducedSetBuffer(ExemplarsBuffer):
@@ -75,11 +91,13 @@ class ReducedSetBuffer(ExemplarsBuffer):
 
     def __init__(self, ipc: Optional[int] = MemorySettings.ipc, mem_size: Optional[int] = MemorySettings.mem_size,
                  method: str = "dm", kind: str = "condense", method_settings: Optional[dict] = None,
-                 seed: int = 0, device: Union[str, torch.device, None] = None, **renamed):
+                 seed: int = 0, device: Union[str, torch.device, None] = None,
+                 logits_from: Optional[str] = None, embedding: str = MemorySettings.embedding, **renamed):
         method_settings = renamed_argument(renamed, "options", "method_settings", method_settings,
                                            "ReducedSetBuffer")
         _no_other_arguments(renamed, "ReducedSetBuffer")
-        check(MemorySettings, {"ipc": ipc if mem_size is None else None, "mem_size": mem_size})
+        check(MemorySettings, {"ipc": ipc if mem_size is None else None, "mem_size": mem_size,
+                               "embedding": embedding})
         if ipc is None and mem_size is None:
             raise InputError("give ipc (images per class) or mem_size (images in all)")
         given = sorted({"ipc", "seed"} & set(method_settings or {}))
@@ -89,7 +107,9 @@ class ReducedSetBuffer(ExemplarsBuffer):
         super().__init__(max_size=mem_size if mem_size is not None else 0)
         self.ipc, self.mem_size, self.kind, self.method = ipc, mem_size, kind, method
         self.method_settings = dict(method_settings or {})
-        self.seed, self.device = seed, device
+        if logits_from not in (None, *SOURCES):
+            raise InputError(f"logits_from must be none or one of {', '.join(SOURCES)}, got {logits_from!r}")
+        self.seed, self.device, self.logits_from, self.embedding = seed, device, logits_from, embedding
         self.sets: List[ReducedSet] = []  # one per experience, in arrival order
         self.vectors = False  # the data are N x D vectors (set by the first experience)
         self.method_for(1, "cpu", "check")  # unknown names or settings fail here, not after training
@@ -98,10 +118,12 @@ class ReducedSetBuffer(ExemplarsBuffer):
     def method_for(self, ipc: int, device, *stream):
         """The configured method for `ipc` images per class, seeded from `stream`: its memory
         preset, then, for vector data, `VECTOR_DEFAULTS` (those settings it has), then
-        `method_settings`."""
+        `method_settings`; it records a teacher's soft targets when the memory's logits come
+        from a teacher."""
         inputs = applicable(method_class(self.kind, self.method), VECTOR_DEFAULTS) if self.vectors else {}
+        teacher = {"soft_labels": True} if self.logits_from == "teacher" else {}
         return make_method(self.kind, self.method, PRESET,
-                           **{"device": str(device), **inputs, **self.method_settings},
+                           **{"device": str(device), **inputs, **self.method_settings, **teacher},
                            ipc=ipc, seed=derive_seed(self.seed, *stream))
 
     def budget(self, n_classes: int) -> int:
@@ -120,7 +142,9 @@ class ReducedSetBuffer(ExemplarsBuffer):
         return sum(len(s) for s in self.sets)
 
     def post_adapt(self, agent_state, exp) -> None:
-        """Condense `exp`'s training data (plus any stored images of its classes) into the buffer."""
+        """Condense `exp`'s training data (plus any stored images of its classes) into the buffer,
+        re-condense older classes onto their new share, and give every new or re-condensed
+        image its soft targets where the memory keeps logits (`logits_from`)."""
         device = self.device if self.device is not None else getattr(agent_state, "device", "cpu")
         x, y, t, arity = experience_tensors(exp.dataset)
         self.vectors = x.dim() == 2
@@ -129,15 +153,49 @@ class ReducedSetBuffer(ExemplarsBuffer):
         old = [c for c in self.classes() if c not in new]
         per_class = self.budget(len(old) + len(new))
         tasks = _task_of_class(y, t)
+        learner = getattr(agent_state, "model", None)
+        outputs = _outputs(learner, x) if self.logits_from is not None else None
         x, y = self._take_stored(new, x, y)  # a class seen again: its memory joins its new data
         index = getattr(exp, "current_experience", len(self.sets))
-        data = _image_data(x, y)
-        made = self.method_for(min(per_class, data.smallest_class()), device, "experience", index).condense(data)
+        data = _image_data(x, y, outputs)
+        made = self.method_for(min(per_class, data.smallest_class()), device, "experience", index).condense(
+            data, embedding=self._embedding(learner))
         made.meta.update({"experience": int(index), "task_labels": tasks,
                           "item_arity": arity, "vectors": self.vectors})
-        self.sets = [s for s in self.sets if len(s)] + [made]
-        self._shrink(per_class, device, index)
+        self.sets = [s for s in self.sets if len(s)] + [self._with_knowledge(made, learner)]
+        self._shrink(per_class, device, index, learner, outputs)
         self._refresh()
+
+    def _embedding(self, learner):
+        """What the memory method looks through: the learner's embedding (`embedding="learner"`:
+        `embed`, else `features`, of the model, in eval mode) or, by default, nothing given."""
+        if self.embedding != "learner":
+            return None
+        part = getattr(learner, "embed", None) or getattr(learner, "features", None)
+        if part is None:
+            raise InputError(f"embedding learner needs a model with embed() or features(), "
+                             f"got {type(learner).__name__}")
+        vectors = self.vectors
+
+        @torch.no_grad()
+        def embed(images: torch.Tensor) -> torch.Tensor:
+            was_training = learner.training
+            learner.eval()
+            try:
+                x = images.to(next(learner.parameters()).device)
+                return part(x.flatten(1) if vectors else x).flatten(1)
+            finally:
+                learner.train(was_training)
+        return embed
+
+    def _with_knowledge(self, made: ReducedSet, learner) -> ReducedSet:
+        """`made` with the learner's logits on its training images, when they come from the
+        learner (a teacher's were recorded by the method itself)."""
+        if self.logits_from != "learner":
+            return made
+        images = made.training_images()[0]
+        return made.with_targets(SoftTargets(recorded_logits(learner, images.flatten(1) if self.vectors else images),
+                                             1.0, "learner"))
 
     def _take_stored(self, labels: Sequence[int], x: torch.Tensor, y: torch.Tensor):
         """Remove the stored images of `labels` from older sets and return them joined to (x, y)."""
@@ -145,34 +203,38 @@ class ReducedSetBuffer(ExemplarsBuffer):
         for i, s in enumerate(self.sets):
             mine = torch.isin(s.labels, torch.tensor(list(labels)))
             if mine.any():
-                stored_x, stored_y = _keep(s, mine).training_images()  # decoded, like real images
+                stored_x, stored_y = s.keep(mine).training_images()  # decoded, like real images
                 xs.append(stored_x)
                 ys.append(stored_y)
-                self.sets[i] = _keep(s, ~mine)
+                self.sets[i] = s.keep(~mine)
         return torch.cat(xs), torch.cat(ys)
 
-    def _shrink(self, per_class: int, device, index) -> None:
-        """Re-condense every stored class holding more than `per_class` images onto `per_class`."""
+    def _shrink(self, per_class: int, device, index, learner=None, outputs: Optional[int] = None) -> None:
+        """Re-condense every stored class holding more than `per_class` images onto `per_class`
+        (the new images get new soft targets where the memory keeps logits)."""
         for i, s in enumerate(self.sets):
             counts = torch.bincount(s.labels)
             if len(counts) and int(counts.max()) > per_class:
                 reduced = self.method_for(per_class, device, "shrink", index, i).condense(
-                    _image_data(*s.training_images()))
+                    _image_data(*s.training_images(), outputs), embedding=self._embedding(learner))
                 meta = {**s.meta, "factor": reduced.factor, "reduced_to_ipc": per_class, "reduced_by": reduced.meta}
-                self.sets[i] = ReducedSet(reduced.images, reduced.labels, s.classes, s.mean, s.std, meta)
+                self.sets[i] = self._with_knowledge(ReducedSet(reduced.images, reduced.labels, s.classes, s.mean,
+                                                               s.std, meta, targets=reduced.targets), learner)
 
     def _refresh(self) -> None:
         """Rebuild the Avalanche dataset from the sets (and, for `ipc`, the budget)."""
         if self.mem_size is None:
             self.max_size = self.ipc * len(self.classes())
-        self.buffer = memory_dataset(self.sets)
+        self.buffer = memory_dataset(self.sets, with_logits=self.logits_from is not None)
 
     def resize(self, strategy, new_size: int) -> None:
         """Change the total budget (`mem_size`) and re-condense the stored classes to fit."""
         self.mem_size = self.max_size = int(new_size)
         if self.sets:
+            learner = getattr(strategy, "model", None)
+            outputs = self.sets[0].targets.logits.shape[1] if self.sets[0].targets is not None else None
             self._shrink(self.budget(len(self.classes())), self.device or getattr(strategy, "device", "cpu"),
-                         "resize")
+                         "resize", learner, outputs)
             self._refresh()
 
     # -- persistence --------------------------------------------------------------------------
@@ -194,16 +256,22 @@ class ReducedSetBuffer(ExemplarsBuffer):
     def load(self, folder: str) -> "ReducedSetBuffer":
         """Replace the memory by the sets saved in `folder` by `save`: all of them or, if any is
         missing, damaged or does not fit with the others or with the memory held now (image
-        shape, item tuple, budget), none; a refused folder leaves the memory as it was."""
+        shape, item tuple, budget, soft targets where the memory keeps logits), none; a refused
+        folder leaves the memory as it was."""
         sets = read_memory(folder)
         held = sum(len(s) for s in sets)
+        if self.logits_from is not None:
+            widths = {s.targets.logits.shape[1] if s.targets is not None else None for s in sets}
+            if None in widths or len(widths) > 1:
+                raise InputError(f"{folder}: this memory keeps logits, but its sets do not all carry soft "
+                                 "targets of one width")
         if self.mem_size is not None and held > self.mem_size:
             raise InputError(f"{folder}: memory holds {held} images, more than mem_size {self.mem_size}")
         if self.sets and sets and _shape(self.sets[-1]) != _shape(sets[0]):
             raise InputError(f"{folder}: its images are {_shape(sets[0])} (C x H x W), the memory "
                              f"held now has {_shape(self.sets[-1])}")
         try:
-            buffer = memory_dataset(sets)
+            buffer = memory_dataset(sets, with_logits=self.logits_from is not None)
         except (ValueError, TypeError, RuntimeError) as e:
             raise InputError(f"{folder}: its sets do not form one memory ({type(e).__name__}: "
                              f"{str(e).splitlines()[0] if str(e) else ''})") from None
@@ -277,8 +345,25 @@ def as_images(x: torch.Tensor) -> torch.Tensor:
     return x[:, :, None, None] if x.dim() == 2 else x
 
 
-def memory_dataset(sets: Sequence[ReducedSet]):
-    """An Avalanche dataset of the stored images, with the item tuple of the data they came from."""
+def memory_dataset(sets: Sequence[ReducedSet], with_logits: bool = False):
+    """An Avalanche dataset of the stored images, with the item tuple of the data they came from
+    and, `with_logits`, each image's soft-target logits as a last element (as Avalanche's DER
+    stores them)."""
+    dataset = _labelled_memory(sets)
+    if not with_logits or len(dataset) == 0:
+        return dataset
+    from avalanche.benchmarks.utils import make_avalanche_dataset
+    from avalanche.benchmarks.utils.data_attribute import TensorDataAttribute
+    from avalanche.benchmarks.utils.flat_data import FlatData
+
+    logits = torch.cat([s.targets.logits for s in sets if len(s)])
+    return make_avalanche_dataset(dataset, data_attributes=[
+        TensorDataAttribute(FlatData([list(logits)], discard_elements_not_in_indices=True), name="logits",
+                            use_in_getitem=True)])
+
+
+def _labelled_memory(sets: Sequence[ReducedSet]):
+    """The stored images and labels as an Avalanche dataset with the data's item tuple."""
     from avalanche.benchmarks.utils import (_make_taskaware_tensor_classification_dataset,
                                             as_classification_dataset, concat_datasets)
 
@@ -301,9 +386,18 @@ def memory_dataset(sets: Sequence[ReducedSet]):
     return as_classification_dataset(plain)
 
 
-def _image_data(x: torch.Tensor, y: torch.Tensor) -> ImageData:
-    """Tensors already in the model's space (normalisation identity), classes 0..max label."""
-    return ImageData.from_tensors(x, y, classes=list(range(int(y.max()) + 1)), spec="avalanche experience")
+def _image_data(x: torch.Tensor, y: torch.Tensor, outputs: Optional[int] = None) -> ImageData:
+    """Tensors already in the model's space (normalisation identity), classes 0..max label, or
+    0..outputs-1 where the memory's logits must span the learner's `outputs`."""
+    return ImageData.from_tensors(x, y, classes=list(range(outputs or int(y.max()) + 1)), spec="avalanche experience")
+
+
+def _outputs(learner, x: torch.Tensor) -> int:
+    """How many outputs (logits) the learner gives, from one forward of an experience image."""
+    if learner is None:
+        raise InputError("a memory that keeps logits needs the strategy's model")
+    sample = x[:1].flatten(1) if x.dim() == 2 else x[:1]
+    return recorded_logits(learner, sample).shape[1]
 
 
 def _task_of_class(y: torch.Tensor, t: Optional[torch.Tensor]) -> dict:
@@ -315,33 +409,43 @@ def _task_of_class(y: torch.Tensor, t: Optional[torch.Tensor]) -> dict:
     return out
 
 
-def _keep(s: ReducedSet, mask: torch.Tensor) -> ReducedSet:
-    return ReducedSet(s.images[mask], s.labels[mask], s.classes, s.mean, s.std, s.meta)
-
-
 class ReducedSetReplayPlugin(ReplayPlugin):
     """Replay of condensed memories; attach to any Avalanche strategy (e.g. `Naive`).
 
     `replay_mode="mix"`: every mini-batch holds current data and memory (as `ReplayPlugin`),
     the experience is condensed after training on it. `"gdumb"`: the experience is condensed
     first, the model is reset to its initial weights and trained on the memory only.
+
+    `knowledge="logits"`: the memory also keeps what a model knew of its images. In `mix` the
+    learner's logits are recorded when images are stored (after the experience is learnt) and
+    a memory mini-batch is learnt with DER++'s loss (`alpha` x squared error to the logits +
+    `beta` x cross-entropy), the current data with the strategy's criterion. In `gdumb` a
+    teacher trained on the experience's real data records its logits, and the memory-only
+    model learns them by KL at their temperature on top of the criterion.
     """
 
     def __init__(self, ipc: Optional[int] = MemorySettings.ipc, mem_size: Optional[int] = MemorySettings.mem_size,
                  method: str = "dm", kind: str = "condense", method_settings: Optional[dict] = None,
                  seed: int = 0, replay_mode: str = MemorySettings.replay_mode, batch_size: Optional[int] = None,
                  batch_size_mem: Optional[int] = None, device: Union[str, torch.device, None] = None,
-                 storage_policy: Optional[ReducedSetBuffer] = None, **renamed):
+                 storage_policy: Optional[ReducedSetBuffer] = None, knowledge: str = MemorySettings.knowledge,
+                 alpha: float = MemorySettings.alpha, beta: float = MemorySettings.beta,
+                 embedding: str = MemorySettings.embedding, **renamed):
         method_settings = renamed_argument(renamed, "options", "method_settings", method_settings,
                                            "ReducedSetReplayPlugin")
         _no_other_arguments(renamed, "ReducedSetReplayPlugin")
-        check(MemorySettings, {"replay_mode": replay_mode})
+        check(MemorySettings, {"replay_mode": replay_mode, "knowledge": knowledge, "alpha": alpha, "beta": beta})
+        logits_from = LOGITS_FROM[replay_mode] if knowledge == "logits" else None
+        if storage_policy is not None:
+            storage_policy.logits_from = logits_from
         storage = storage_policy if storage_policy is not None else ReducedSetBuffer(
-            ipc, mem_size, method, kind, method_settings, seed, device)
+            ipc, mem_size, method, kind, method_settings, seed, device, logits_from, embedding)
         super().__init__(mem_size=storage.max_size, batch_size=batch_size, batch_size_mem=batch_size_mem,
                          storage_policy=storage)
-        self.replay_mode = replay_mode
+        self.replay_mode, self.knowledge, self.alpha, self.beta = replay_mode, knowledge, alpha, beta
         self.init_model: Optional[Module] = None
+        self._memory_batches = None  # mix with logits: an endless loader of (x, y, [t], logits)
+        self._replayed = None  # this iteration's memory rows: (count, logits, outputs, labels)
 
     @property
     def memory(self) -> ReducedSetBuffer:
@@ -365,12 +469,71 @@ class ReducedSetReplayPlugin(ReplayPlugin):
             strategy.adapted_dataset = self.storage_policy.buffer.train()
 
     def before_training_exp(self, strategy, *args, **kwargs):
-        if self.replay_mode == "mix":
+        if self.replay_mode == "mix" and self.knowledge == "logits":
+            self._memory_batches = self._memory_loader(strategy)
+        elif self.replay_mode == "mix":
             super().before_training_exp(strategy, *args, **kwargs)
 
     def after_training_exp(self, strategy, **kwargs):
+        self._memory_batches = None
         if self.replay_mode == "mix":
             self.storage_policy.post_adapt(strategy, strategy.experience)
+
+    # -- knowledge: the memory's logits, learnt beside the labels ---------------------------------
+    def _memory_loader(self, strategy):
+        """Shuffled memory mini-batches without end (None while the memory is empty), as DER
+        draws them: `batch_size_mem` items each (the strategy's mini-batch size by default)."""
+        from avalanche.training.utils import cycle
+        from torch.utils.data import DataLoader
+
+        memory = self.storage_policy.buffer
+        size = self.batch_size_mem or strategy.train_mb_size
+        if len(memory) == 0:
+            return None
+        return cycle(DataLoader(memory, batch_size=min(size, len(memory)), shuffle=True, drop_last=True))
+
+    def before_training_iteration(self, strategy, **kwargs):
+        """gdumb with logits: the memory items carry their logits last; take them off the
+        mini-batch before anything reads it as (x, y, task label)."""
+        if self.replay_mode == "gdumb" and self.knowledge == "logits":
+            logits = strategy.mbatch.pop(-1)
+            self._replayed = (len(logits), logits.to(strategy.device), None, None)
+
+    def before_forward(self, strategy, **kwargs):
+        """mix with logits: a memory mini-batch goes in front of the current one."""
+        if self._memory_batches is None:
+            return
+        *items, logits = next(self._memory_batches)
+        for i in range(len(strategy.mbatch)):  # x, y and, where the data has them, task labels
+            strategy.mbatch[i] = torch.cat([items[i].to(strategy.device), strategy.mbatch[i]])
+        self._replayed = (len(logits), logits.to(strategy.device), None, None)
+
+    def after_forward(self, strategy, **kwargs):
+        """mix with logits: the memory rows leave the mini-batch, so the strategy's criterion
+        sees the current data only; they are learnt in `before_backward`."""
+        if self._memory_batches is None or self._replayed is None:
+            return
+        n, logits = self._replayed[:2]
+        self._replayed = (n, logits, strategy.mb_output[:n], strategy.mbatch[1][:n])
+        strategy.mb_output = strategy.mb_output[n:]
+        for i in range(len(strategy.mbatch)):
+            strategy.mbatch[i] = strategy.mbatch[i][n:]
+
+    def before_backward(self, strategy, **kwargs):
+        """The knowledge term: DER++'s on the memory rows (mix) or KL at the targets'
+        temperature on the memory-only mini-batch (gdumb)."""
+        if self._replayed is None:
+            return
+        n, logits, output, labels = self._replayed
+        self._replayed = None
+        if output is not None:
+            strategy.loss = strategy.loss + dark_replay_loss(output, labels, logits, self.alpha, self.beta)
+        else:
+            strategy.loss = strategy.loss + soft_target_term(strategy.mb_output, logits, self._temperature())
+
+    def _temperature(self) -> float:
+        sets = [s for s in self.storage_policy.sets if s.targets is not None]
+        return sets[-1].targets.temperature if sets else 1.0
 
 
 class DMReplay(SupervisedTemplate):
@@ -385,7 +548,9 @@ class DMReplay(SupervisedTemplate):
     def __init__(self, *, model: Module, optimizer: Optimizer, criterion=None,
                  ipc: Optional[int] = MemorySettings.ipc, mem_size: Optional[int] = MemorySettings.mem_size,
                  method: str = "dm", kind: str = "condense", method_settings: Optional[dict] = None,
-                 replay_mode: str = MemorySettings.replay_mode, seed: int = 0, batch_size_mem: Optional[int] = None,
+                 replay_mode: str = MemorySettings.replay_mode, knowledge: str = MemorySettings.knowledge,
+                 alpha: float = MemorySettings.alpha, beta: float = MemorySettings.beta,
+                 embedding: str = MemorySettings.embedding, seed: int = 0, batch_size_mem: Optional[int] = None,
                  train_mb_size: int = 1, train_epochs: int = 1, eval_mb_size: Optional[int] = None,
                  device: Union[str, torch.device] = "cpu", plugins: Optional[List[SupervisedPlugin]] = None,
                  evaluator: Union[EvaluationPlugin, Callable[[], EvaluationPlugin]] = default_evaluator,
@@ -395,7 +560,8 @@ class DMReplay(SupervisedTemplate):
                                            "DMReplay")
         self.replay_plugin = ReducedSetReplayPlugin(
             ipc=ipc, mem_size=mem_size, method=method, kind=kind, method_settings=method_settings,
-            seed=seed, replay_mode=replay_mode, batch_size_mem=batch_size_mem)
+            seed=seed, replay_mode=replay_mode, batch_size_mem=batch_size_mem, knowledge=knowledge, alpha=alpha,
+            beta=beta, embedding=embedding)
         plugins = [*(plugins or []), self.replay_plugin]
         if criterion is None:
             criterion = torch.nn.CrossEntropyLoss()

@@ -26,6 +26,7 @@ import torch
 from condense_core import InputError, ReducedSet, TrainSettings, load_data, make_method
 from condense_core.data import ImageData
 from condense_core.outputs import held
+from condense_core.reduced import SoftTargets
 from condense_core.runtime import make_generator
 
 from .space import architectures, arch_name
@@ -39,13 +40,15 @@ ZERO_COST_BATCH = 64  # real images the zero-cost proxies score an architecture 
 
 @dataclass
 class Proxy:
-    """A training set standing in for the whole data: images, labels, epochs to train for."""
+    """A training set standing in for the whole data: images, labels (and soft targets where the
+    set has them), epochs to train for."""
 
     name: str
     x: torch.Tensor
     y: torch.Tensor
     cfg: TrainSettings
     make_s: float = 0.0  # seconds it took to build the proxy (condensation or selection)
+    targets: SoftTargets | None = None
 
 
 def sample_architectures(space: dict[str, list], n: int, seed: int) -> list[dict]:
@@ -58,15 +61,17 @@ def sample_architectures(space: dict[str, list], n: int, seed: int) -> list[dict
 
 
 def file_proxies(sets: list[tuple[str, str, ReducedSet]], data: ImageData, cfg: TrainSettings) -> list[Proxy]:
-    """Proxies from (name, path, ReducedSet): named `method ipcN` unless named (plus the file
-    name on a clash); the time that built each set comes from its metadata."""
+    """Proxies from (name, path, ReducedSet): named `method ipcN` (`, soft labels` where the set
+    has soft targets, which its candidates are trained on) unless named (plus the file name on a
+    clash); the time that built each set comes from its metadata."""
     out: list[Proxy] = []
-    for name, path, syn in sets:
-        x, y = syn.for_data(data)
-        name = name or f"{syn.meta.get('method', 'proxy')} ipc{syn.ipc}"
+    for name, path, reduced in sets:
+        x, y = reduced.for_data(data)
+        soft = ", soft labels" if reduced.targets is not None else ""
+        name = name or f"{reduced.meta.get('method', 'proxy')} ipc{reduced.ipc}{soft}"
         if any(p.name == name for p in out):
             name += f" ({os.path.basename(path)})"
-        out.append(Proxy(name, x, y, cfg, float(syn.meta.get("wall_time_s") or 0.0)))
+        out.append(Proxy(name, x, y, cfg, float(reduced.meta.get("wall_time_s") or 0.0), reduced.targets))
     return out
 
 
@@ -149,7 +154,7 @@ class ArchUnit:
         row = {"arch": arch_name(arch), "params": full["params"], "full": full["accuracy"],
                "full_s": full["train_time_s"], "proxies": {}}
         for p in proxies:
-            r = train_candidate(arch, p.x, p.y, data, p.cfg, self.seed, device)
+            r = train_candidate(arch, p.x, p.y, data, p.cfg, self.seed, device, targets=p.targets)
             row["proxies"][p.name] = {"accuracy": r["accuracy"], "seconds": r["train_time_s"]}
         if self.zero_cost:
             net, _ = initial_network(arch, data, self.seed, device)

@@ -24,6 +24,7 @@ import torch
 from condense_core import InputError, TrainSettings, test_accuracy, train_model
 from condense_core.data import ImageData
 from condense_core.networks import build_model, reinitialize
+from condense_core.reduced import SoftTargets
 from condense_core.runtime import make_generator, resolve_device
 from condense_core.settings import check
 
@@ -41,8 +42,9 @@ def initial_network(arch: dict, data: ImageData, seed: int = 0, device: str = "a
 
 
 def train_candidate(arch: dict, x: torch.Tensor, y: torch.Tensor, data: ImageData, cfg: TrainSettings,
-                    seed: int = 0, device: str = "auto", on_epoch=None) -> dict:
-    """Train the ConvNet `arch` from scratch on (x, y) and test it on `data`'s test split.
+                    seed: int = 0, device: str = "auto", on_epoch=None, targets: SoftTargets | None = None) -> dict:
+    """Train the ConvNet `arch` from scratch on (x, y) (with a proxy's soft `targets` where it has
+    them) and test it on `data`'s test split.
 
     The initial weights and batch order depend only on `seed` and the architecture, so one
     architecture starts from the same weights on every proxy and on the whole data.
@@ -55,7 +57,7 @@ def train_candidate(arch: dict, x: torch.Tensor, y: torch.Tensor, data: ImageDat
         on_epoch(epoch, test_accuracy(model, data.x_test, data.y_test))
 
     t0 = time.time()
-    train_model(net, x, y, cfg, g, on_epoch=tested if on_epoch is not None else None)
+    train_model(net, x, y, cfg, g, on_epoch=tested if on_epoch is not None else None, targets=targets)
     seconds = time.time() - t0
     return {"accuracy": test_accuracy(net, data.x_test, data.y_test),
             "params": sum(p.numel() for p in net.parameters()), "train_time_s": round(seconds, 3)}
@@ -94,7 +96,7 @@ def run_setup(setup: dict, arch: dict, on_epoch=None) -> dict:
     data = load_data(setup["data"], setup.get("root"))
     x, y = syn.for_data(data)
     result = train_candidate(arch, x, y, data, train_config(setup["train"]), setup["seed"],
-                             setup.get("device", "auto"), on_epoch)
+                             setup.get("device", "auto"), on_epoch, syn.targets)
     return {**result, "arch": arch_name(check_arch(arch)), "proxy_images": len(x)}
 
 

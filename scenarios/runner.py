@@ -177,7 +177,8 @@ def run_unit(cfg: CLConfig, data: ImageData, name: str, seed: int, out: str, dev
     memory = memory_set(strategy, data)
     if memory is not None:
         result.update(memory_images=len(memory), memory_training_images=memory.meta["training_images"],
-                      memory_bytes=memory.images.numel() * memory.images.element_size())
+                      memory_bytes=memory.images.numel() * memory.images.element_size() + memory.meta["logit_bytes"],
+                      memory_logit_bytes=memory.meta["logit_bytes"])
         result["memory_png"] = os.path.relpath(memory.save_grid(
             os.path.join(out, "memories", unit_key(name, seed) + ".png")), out)
     return result
@@ -228,28 +229,33 @@ class CallbackTimer:
 def memory_set(strategy, data: ImageData) -> ReducedSet | None:
     """The replay memory a strategy holds at the end, as a ReducedSet of its stored images
     (None without memory); `meta["training_images"]` counts the images it trains on (a
-    multi-formation image decodes into factor^2 of them)."""
+    multi-formation image decodes into factor^2 of them), `meta["logit_bytes"]` the bytes of the
+    logits it keeps beside them (a row of K floats per image, as DER and a memory with
+    `knowledge: logits` keep)."""
     for holder in (strategy, *strategy.plugins):
         found = _memory_of(holder)
         if found is not None:
-            x, y, decoded = found
-            return ReducedSet(x, y, data.classes, data.mean, data.std, {"data": data.spec, "training_images": decoded})
+            x, y, decoded, logit_bytes = found
+            return ReducedSet(x, y, data.classes, data.mean, data.std,
+                              {"data": data.spec, "training_images": decoded, "logit_bytes": logit_bytes})
     return None
 
 
 def _memory_of(holder):
-    """(stored images, labels, images trained on) held by an Avalanche storage policy (a
-    ReducedSetBuffer's sets or any buffer of real samples, as plugins and DER keep them) or by
-    iCaRL's plugin, if `holder` has one."""
+    """(stored images, labels, images trained on, bytes of logits) held by an Avalanche storage
+    policy (a ReducedSetBuffer's sets or any buffer of real samples, as plugins and DER keep
+    them, DER's items ending with their logits) or by iCaRL's plugin, if `holder` has one."""
     if getattr(holder, "x_memory", None):  # iCaRL: the exemplars of each class
         x = torch.cat(holder.x_memory).cpu()
-        return x, torch.tensor([int(c) for ys in holder.y_memory for c in ys]), len(x)
+        return x, torch.tensor([int(c) for ys in holder.y_memory for c in ys]), len(x), 0
     policy = getattr(holder, "storage_policy", None)
     if policy is None or len(policy.buffer) == 0:
         return None
     sets = [s for s in getattr(policy, "sets", []) if len(s)]
     if sets:
         return (torch.cat([s.images for s in sets]), torch.cat([s.labels for s in sets]),
-                sum(len(s) * s.factor ** 2 for s in sets))
+                sum(len(s) * s.factor ** 2 for s in sets), sum(s.targets.nbytes for s in sets if s.targets))
     items = [policy.buffer[i] for i in range(len(policy.buffer))]
-    return torch.stack([it[0] for it in items]), torch.tensor([int(it[1]) for it in items]), len(items)
+    logit_bytes = sum(it[-1].numel() * it[-1].element_size() for it in items if len(it) > 3)
+    return (torch.stack([it[0] for it in items]), torch.tensor([int(it[1]) for it in items]), len(items),
+            logit_bytes)

@@ -26,10 +26,14 @@ MEMORY_METHODS = {"herding": ("select", "herding"), "dmreplay": ("condense", "dm
 
 
 def memory_arguments(memory, num_classes: int) -> dict:
-    """The memory budget of a condensed memory: `ipc`, or `mem_size` shared by the classes seen."""
+    """What a memory strategy is given of the config's `memory:`: its budget (`ipc`, or
+    `mem_size` shared by the classes seen), its replay mode, the knowledge it keeps and what it
+    looks through."""
+    knowledge = {"replay_mode": memory.replay_mode, "knowledge": memory.knowledge, "alpha": memory.alpha,
+                 "beta": memory.beta, "embedding": memory.embedding}
     if memory.ipc is not None:
-        return {"ipc": memory.ipc, "mem_size": None}
-    return {"ipc": max(1, memory.mem_size // num_classes), "mem_size": memory.mem_size}
+        return {"ipc": memory.ipc, "mem_size": None, **knowledge}
+    return {"ipc": max(1, memory.mem_size // num_classes), "mem_size": memory.mem_size, **knowledge}
 
 
 def class_balanced_buffer(memory, num_classes: int):
@@ -151,8 +155,7 @@ def _memory_plugin(cfg, common, num_classes, seed, strategy: str):
 
     kind, name = MEMORY_METHODS[strategy]
     plugin = ReducedSetReplayPlugin(**memory_arguments(cfg.memory, num_classes), method=name, kind=kind,
-                                   method_settings=method_settings(cfg, strategy), seed=seed,
-                                   replay_mode=cfg.memory.replay_mode)
+                                    method_settings=method_settings(cfg, strategy), seed=seed)
     return Naive(**common, plugins=[plugin])
 
 
@@ -161,8 +164,7 @@ def _dmreplay(cfg, common, num_classes, seed, strategy: str):
     from dcapps.replay import DMReplay
 
     return DMReplay(**common, **memory_arguments(cfg.memory, num_classes), method=MEMORY_METHODS[strategy][1],
-                    method_settings=method_settings(cfg, strategy), replay_mode=cfg.memory.replay_mode,
-                    seed=seed)
+                    method_settings=method_settings(cfg, strategy), seed=seed)
 
 
 BUILDERS: dict[str, Callable] = {

@@ -97,7 +97,7 @@ def test_herding_mean_is_closer_than_random(digits):
     """Herding's picks match the class mean (in its feature space) better than random picks."""
     h = make_method("select", "herding", ipc=5, selection_epochs=1, **SMALL)
     net = h.trained_network(digits, torch.device("cpu"))
-    f = h.features(net, digits.x_train, torch.device("cpu"))
+    f = h.features(net.embed, digits.x_train, torch.device("cpu"))
     cls = digits.class_indices()[3]
     picked = cls[h.select_class(f[cls])]
     rand = cls[torch.randperm(len(cls), generator=torch.Generator().manual_seed(0))[:5]]

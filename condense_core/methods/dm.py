@@ -83,8 +83,8 @@ class DM(Method):
         if self.compile and not any(shutil.which(c) for c in ("c++", "g++", "clang++")):
             raise InputError("compile needs a C++ compiler (c++, g++ or clang++) on PATH")
 
-    def _run(self, data, device, checkpoint=None):
-        run = Engine(self, data, device, checkpoint)
+    def _run(self, data, device, checkpoint=None, embedding=None):
+        run = Engine(self, data, device, checkpoint, embedding)
         stop = StopSignals()
         bar = tracked(range(run.done, self.iterations), desc=f"{self.name} ipc{self.ipc}",
                        progress=self.progress and run.ranks.rank == 0)

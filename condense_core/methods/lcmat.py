@@ -152,11 +152,12 @@ class LCMatS(TrainedSelector):
                                      "by the subset's plain mean; facility: the paper's facility location",
                              choices=OBJECTIVES)
 
-    def select(self, data, device):
+    def select(self, data, device, embedding=None):
+        """LCMat-S looks through its own trained network (it needs its classifier too)."""
         net = self.trained_network(data, device)
         out = []
         for c, idx in sorted(data.class_indices().items()):
-            f = self.features(net, data.x_train[idx], device)
+            f = self.features(net.embed, data.x_train[idx], device)
             out.append(idx[self.select_class(net.classifier, f, c).cpu()])
         return torch.cat(out)
 

@@ -22,11 +22,13 @@ from ..settings import setting
 class Selector(Method):
     """Base of the selectors: `select_class` picks positions within one class."""
 
-    def _run(self, data, device, checkpoint=None):
-        chosen = self.select(data, device)
+    def _run(self, data, device, checkpoint=None, embedding=None):
+        chosen = self.select(data, device, embedding)
         return data.x_train[chosen], data.y_train[chosen], {"indices": chosen.tolist()}
 
-    def select(self, data: ImageData, device: torch.device) -> torch.Tensor:
+    def select(self, data: ImageData, device: torch.device, embedding=None) -> torch.Tensor:
+        """Training-set indices of the picks, classes in label order (`embedding`: see
+        `Method.condense`)."""
         raise NotImplementedError
 
 
@@ -37,7 +39,7 @@ class RandomSelector(Selector):
 
     uses_network: ClassVar[bool] = False
 
-    def select(self, data, device):
+    def select(self, data, device, embedding=None):
         return pick_per_class(data, self.ipc, self.generator(torch.device("cpu")))
 
 
@@ -54,14 +56,14 @@ class TrainedSelector(Selector):
         return train_model(net, data.x_train, data.y_train, cfg, g, self.progress, desc="selection net").eval()
 
     @torch.no_grad()
-    def features(self, net: torch.nn.Module, x: torch.Tensor, device: torch.device) -> torch.Tensor:
-        return torch.cat([net.embed(x[i:i + 512].to(device)) for i in range(0, len(x), 512)])
+    def features(self, embed, x: torch.Tensor, device: torch.device) -> torch.Tensor:
+        return torch.cat([embed(x[i:i + 512].to(device)) for i in range(0, len(x), 512)])
 
-    def select(self, data, device):
-        net = self.trained_network(data, device)
+    def select(self, data, device, embedding=None):
+        embed = embedding if embedding is not None else self.trained_network(data, device).embed
         out = []
         for c, idx in sorted(data.class_indices().items()):
-            out.append(idx[self.select_class(self.features(net, data.x_train[idx], device)).cpu()])
+            out.append(idx[self.select_class(self.features(embed, data.x_train[idx], device)).cpu()])
         return torch.cat(out)
 
     def select_class(self, f: torch.Tensor) -> torch.Tensor:

@@ -19,6 +19,8 @@ def add_arguments(name: str, p: argparse.ArgumentParser) -> None:
     add_stream_argument(p)
     p.add_argument("--model", default="ConvNet", help="ConvNet | MLP | ResNet")
     p.add_argument("--runs", type=at_least(1), default=5)
+    p.add_argument("--hard", action="store_true",
+                   help="train on the hard labels only, even where the set has soft targets")
     add_setting_flags(p, {"training": TrainSettings})
     add_run_arguments(p)
 
@@ -41,14 +43,17 @@ def run(args: argparse.Namespace) -> int:
     if args.full and not torch.is_tensor(data.x_train):
         raise InputError("--full trains on the whole training set, which needs it in memory (not --stream)")
     x, y = syn.for_data(data) if syn is not None else (data.x_train, data.y_train)
+    targets = syn.targets if syn is not None and not args.hard else None
     res = evaluate(x, y, data, runs=args.runs, seed=args.seed, model=args.model, cfg=cfg,
-                   device=args.device, progress=not args.quiet)
+                   device=args.device, progress=not args.quiet, targets=targets)
     res["set"] = args.file or "full"
     res["data"] = args.data
     if syn is not None:
         res["set_meta"] = {k: syn.meta.get(k) for k in ("method", "ipc", "seed", "iterations")}
+    trained_on = (f"soft targets of a {targets.source} at T={targets.temperature:g}" if targets is not None
+                  else "hard labels")
     print(f"{res['set']}: accuracy {100 * res['mean']:.2f} +- {100 * res['std']:.2f} % "
-          f"over {args.runs} runs ({len(x)} training images, {args.model})")
+          f"over {args.runs} runs ({len(x)} training images, {trained_on}, {args.model})")
     if args.json:
         emit_json(res)
     return 0
