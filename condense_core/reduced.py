@@ -46,7 +46,7 @@ class SoftTargets:
         return self.logits.numel() * self.logits.element_size()
 
     def rows(self, mask: torch.Tensor) -> "SoftTargets":
-        """The targets of the training images selected by boolean `mask`."""
+        """The targets of the training images selected by `mask` (boolean, or indices)."""
         return SoftTargets(self.logits[mask], self.temperature, self.source)
 
 

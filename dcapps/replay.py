@@ -190,8 +190,8 @@ class ReducedSetBuffer(ExemplarsBuffer):
 
     def _with_knowledge(self, made: ReducedSet, learner) -> ReducedSet:
         """`made` with the learner's logits on its training images, when they come from the
-        learner (a teacher's were recorded by the method itself)."""
-        if self.logits_from != "learner":
+        learner and it has none yet (a teacher's were recorded by the method itself)."""
+        if self.logits_from != "learner" or made.targets is not None:
             return made
         images = made.training_images()[0]
         return made.with_targets(SoftTargets(recorded_logits(learner, images.flatten(1) if self.vectors else images),
@@ -210,16 +210,20 @@ class ReducedSetBuffer(ExemplarsBuffer):
         return torch.cat(xs), torch.cat(ys)
 
     def _shrink(self, per_class: int, device, index, learner=None, outputs: Optional[int] = None) -> None:
-        """Re-condense every stored class holding more than `per_class` images onto `per_class`
-        (the new images get new soft targets where the memory keeps logits)."""
+        """Re-condense every stored class holding more than `per_class` images onto `per_class`.
+        Where the memory keeps logits, images a selector kept keep theirs (recorded when they
+        were first stored, as DER keeps them); new images get new ones."""
         for i, s in enumerate(self.sets):
             counts = torch.bincount(s.labels)
             if len(counts) and int(counts.max()) > per_class:
                 reduced = self.method_for(per_class, device, "shrink", index, i).condense(
                     _image_data(*s.training_images(), outputs), embedding=self._embedding(learner))
                 meta = {**s.meta, "factor": reduced.factor, "reduced_to_ipc": per_class, "reduced_by": reduced.meta}
+                kept = reduced.meta.get("indices")
+                targets = (s.targets.rows(torch.tensor(kept)) if kept is not None and s.targets is not None
+                           else reduced.targets)
                 self.sets[i] = self._with_knowledge(ReducedSet(reduced.images, reduced.labels, s.classes, s.mean,
-                                                               s.std, meta, targets=reduced.targets), learner)
+                                                               s.std, meta, targets=targets), learner)
 
     def _refresh(self) -> None:
         """Rebuild the Avalanche dataset from the sets (and, for `ipc`, the budget)."""
