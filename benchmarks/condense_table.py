@@ -3,7 +3,8 @@
 For every method, IPC and seed (a unit): build the set with that seed, train `--runs` fresh
 networks on it with the evaluation protocol, test on the real test split; a seed's figure is the
 mean of its runs, the table shows mean +- std over seeds. `full` trains on the whole training
-set. `--out` is a folder of finished units (`condense_core.sweep`): an interrupted run continues
+set. A set with soft targets (`--method-settings '{"soft_labels": true}'`) is trained on them, and
+the table says so. `--out` is a folder of finished units (`condense_core.sweep`): an interrupted run continues
 where it stopped, `--workers N` runs units in N processes, `--shard I/N` one shard of them (all
 into the same folder), and the table (`DIR/table.md`) is made from every finished unit.
 
@@ -82,10 +83,12 @@ class TableUnit:
         if unit["method"] == "full":
             return {"acc": evaluate(data.x_train, data.y_train, data, self.runs, seed, cfg=self.cfg,
                                     device=device)["mean"]}
-        syn = build(unit["method"], unit["ipc"], seed, self.iterations, {**self.extra, "device": device}).condense(data)
-        x, y = syn.for_data(data)
-        return {"acc": evaluate(x, y, data, self.runs, seed, cfg=self.cfg, device=device)["mean"],
-                "condense_s": syn.meta["wall_time_s"]}
+        reduced = build(unit["method"], unit["ipc"], seed, self.iterations,
+                        {**self.extra, "device": device}).condense(data)
+        x, y = reduced.for_data(data)
+        return {"acc": evaluate(x, y, data, self.runs, seed, cfg=self.cfg, device=device,
+                                targets=reduced.targets)["mean"],
+                "condense_s": reduced.meta["wall_time_s"]}
 
 
 def unit_key(method: str, ipc: int | None, seed: int) -> str:
@@ -142,8 +145,10 @@ def _main(a: argparse.Namespace) -> int:
     problems = run(sweep, list(units), TableUnit(a.data, a.iterations, a.runs, a.epochs, extra), layout,
                    extra.get("device", "auto"), announce)
     results = sweep.results(list(units))
+    trained_on = "soft labels (a teacher's logits)" if extra.get("soft_labels") else "hard labels"
     lines = [f"{a.data}: test accuracy (%), mean ± std over seeds {seeds}; {a.runs} evaluation "
-             f"networks per seed, {a.epochs} epochs; condensation {a.iterations} iterations", "",
+             f"networks per seed, {a.epochs} epochs; condensation {a.iterations} iterations; trained on "
+             f"{trained_on}", "",
              "| method | " + " | ".join(f"IPC {i}" for i in ipcs) + " |", "|---|" + "---|" * len(ipcs)]
 
     def accs(name, ipc):

@@ -55,14 +55,30 @@ def recorded_logits(network: torch.nn.Module, images: torch.Tensor, batch_size: 
         network.train(was_training)
 
 
+# How far below its other logits a teacher's logit for a class it never saw is set, in units of the
+# temperature: exp(-20) of the probability, i.e. none.
+UNSEEN_MARGIN = 20.0
+
+
 def teacher_targets(method, data: ImageData, images: torch.Tensor, device: torch.device) -> SoftTargets:
     """The soft targets of `images` (training images, in `data`'s normalisation) under a teacher:
     `method`'s network trained `method.teacher_epochs` on `data`'s training split with the
-    evaluation protocol (seeded from the method's seed), softened at `method.temperature`."""
+    evaluation protocol (seeded from the method's seed), softened at `method.temperature`.
+
+    A class with no training image (e.g. a class of a later experience, when a memory's teacher
+    sees one experience) carries no knowledge: the teacher's logit for it is whatever its
+    untrained output gives, so it is set `UNSEEN_MARGIN` temperatures below the image's lowest
+    other logit, and the soft targets give it no probability."""
     from .evaluate import train_model
     from .training import TrainSettings
 
     g = method.generator(device, "teacher")
     teacher = train_model(method.network(data, device, g), data.x_train, data.y_train,
                           TrainSettings(epochs=method.teacher_epochs), g, method.progress, desc="teacher")
-    return SoftTargets(recorded_logits(teacher, images), method.temperature, "teacher")
+    logits = recorded_logits(teacher, images)
+    seen = torch.zeros(logits.shape[1], dtype=torch.bool)
+    seen[data.present_labels()] = True
+    if not seen.all():
+        floor = logits[:, seen].min(1, keepdim=True).values - UNSEEN_MARGIN * method.temperature
+        logits[:, ~seen] = floor
+    return SoftTargets(logits, method.temperature, "teacher")

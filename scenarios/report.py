@@ -157,6 +157,16 @@ def verdict_lines(margins_: list[dict]) -> list[str]:
     return lines
 
 
+def _knowledge(memory: dict) -> str:
+    """What the condensed and selected memories learn from, in words (hard labels or soft targets)."""
+    if memory.get("knowledge", "labels") == "labels":
+        return "they are trained on their hard labels"
+    if memory["replay_mode"] == "mix":
+        return (f"they keep the learner's logits and replay them with DER++'s loss (alpha {memory['alpha']}, "
+                f"beta {memory['beta']}): soft-target rows")
+    return "they keep a teacher's logits, learnt by KL at its temperature plus cross-entropy: soft-target rows"
+
+
 def _markdown(cfg: dict, summary: dict, pairs: list[dict], results: list[dict], missing: list[str]) -> str:
     first = results[0]
     memory = (f"{cfg['memory']['ipc']} images per class" if cfg["memory"]["ipc"] is not None
@@ -174,13 +184,15 @@ def _markdown(cfg: dict, summary: dict, pairs: list[dict], results: list[dict], 
         + f", batch {t['batch_size']}; memory {memory} "
         f"(the condensed and selected memories replay it as `{cfg['memory']['replay_mode']}`; replay is Avalanche's "
         f"ReplayPlugin, gdumb Avalanche's GDumb, both with class-balanced random storage); "
+        f"{_knowledge(cfg['memory'])}; "
         f"memory methods' settings {cfg['condense'] or 'their memory presets'}; "
         f"device {first['device']}.", "",
         "Final accuracy: on the test images of all classes after the last experience; average "
         "incremental: the mean of the accuracies on the classes seen after each experience; forgetting "
         "(Avalanche's): accuracy on each earlier experience just after learning it minus at the end, "
         "averaged. Memory: images stored, images trained on (multi-formation decodes a stored image "
-        "into several) and the stored bytes; every memory holds the same number of stored pixels. "
+        "into several) and the stored bytes (images, plus the logits a memory keeps: DER's, and those of a "
+        "memory with knowledge `logits`); every memory holds the same number of stored pixels. "
         "Mean ± std over seeds.", "",
         table(summary), "",
     ]

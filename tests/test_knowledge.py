@@ -217,3 +217,26 @@ def test_memory_bytes_count_the_logits(tmp_path):
     assert units["dmreplay"]["memory_logit_bytes"] == 10 * 10 * 4  # 10 stored images, 10 floats each
     assert units["dmreplay"]["memory_bytes"] == 10 * 64 * 4 + 10 * 10 * 4
     assert units["der"]["memory_logit_bytes"] == units["der"]["memory_images"] * 10 * 4  # DER keeps logits too
+
+
+def test_a_selected_memory_keeps_its_logits_when_it_shrinks(digits):
+    from avalanche.training.plugins import EvaluationPlugin
+    from avalanche.training.supervised import Naive
+
+    from dcapps import ReducedSetReplayPlugin
+
+    torch.manual_seed(0)
+    model = build_model("ConvNet", 1, 10, (8, 8), width=8, depth=1)
+    plugin = ReducedSetReplayPlugin(mem_size=8, method="herding", kind="select", knowledge="logits",
+                                    embedding="learner", seed=0)
+    strategy = Naive(model=model, optimizer=torch.optim.SGD(model.parameters(), lr=0.01), train_mb_size=16,
+                     train_epochs=1, evaluator=EvaluationPlugin(loggers=[]), plugins=[plugin])
+    stream = _stream(digits).train_stream
+    strategy.train(stream[0])
+    first = plugin.memory.sets[0]
+    strategy.train(stream[1])
+    old = plugin.memory.sets[0]
+    assert len(first) == 8 and len(old) == 4
+    kept = old.meta["reduced_by"]["indices"]
+    assert torch.equal(old.images, first.images[kept])
+    assert torch.equal(old.targets.logits, first.targets.logits[kept])  # recorded when first stored
