@@ -34,6 +34,7 @@ from condense_core.settings import applicable
 from condense_core.sweep import Sweep, run
 from condense_core.reduced import atomic_write_text
 from dcapps.cli.common import add_layout_flags, layout_of
+from dcapps.cli.renamed import renamed_flag
 
 SUFFIX_KIND = {"-s": "select", "-c": "condense"}
 
@@ -82,10 +83,10 @@ class TableUnit:
         if unit["method"] == "full":
             return {"acc": evaluate(data.x_train, data.y_train, data, self.runs, seed, cfg=self.cfg,
                                     device=device)["mean"]}
-        syn = build(unit["method"], unit["ipc"], seed, self.iterations, {**self.extra, "device": device}).condense(data)
-        x, y = syn.for_data(data)
+        reduced = build(unit["method"], unit["ipc"], seed, self.iterations, {**self.extra, "device": device}).condense(data)
+        x, y = reduced.for_data(data)
         return {"acc": evaluate(x, y, data, self.runs, seed, cfg=self.cfg, device=device)["mean"],
-                "condense_s": syn.meta["wall_time_s"]}
+                "condense_s": reduced.meta["wall_time_s"]}
 
 
 def unit_key(method: str, ipc: int | None, seed: int) -> str:
@@ -104,6 +105,10 @@ def main(argv=None) -> int:
     p.add_argument("--method-settings", default="{}", help="JSON dict of extra method settings")
     p.add_argument("--out", required=True, help="output folder (its finished units are kept)")
     add_layout_flags(p)
+    argv = sys.argv[1:] if argv is None else argv
+    if renamed_flag(argv):  # an old spelling is told its new name
+        print(f"condense_table: error: {renamed_flag(argv)}", file=sys.stderr)
+        return 2
     a = p.parse_args(argv)
     try:
         return _main(a)

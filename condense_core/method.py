@@ -19,6 +19,7 @@ import torch
 
 from .checkpoint import Checkpoint
 from .data import ImageData
+from .deprecation import renamed
 from .errors import InputError
 from .networks import build_model, check_fits, reinitialize
 from .runtime import make_generator, reproducible, resolve_device, versions
@@ -76,6 +77,11 @@ class Method:
         cfg = asdict(self)
         cfg.pop("progress", None)
         return cfg
+
+    def config(self) -> dict:
+        """Deprecated: `settings()` (the glossary's word)."""
+        renamed("Method.config()", "Method.settings()")
+        return self.settings()
 
     def validate(self, data: ImageData) -> None:
         """Checks against the data (the settings themselves were checked at construction)."""

@@ -65,6 +65,14 @@ class MemorySettings:
                                       "trained on the memory only", choices=REPLAY_MODES)
 
 
+def class_share(mem_size: int, classes: int, name: str = "mem_size") -> int:
+    """Images per class when `mem_size` images are shared equally by `classes` classes (any
+    remainder stays unused); fewer images than classes is an input error naming `name`."""
+    if mem_size < classes:
+        raise InputError(f"{name} {mem_size} is smaller than the {classes} classes: each class needs at least one image")
+    return mem_size // classes
+
+
 class ReducedSetBuffer(ExemplarsBuffer):
     """Avalanche storage policy holding one condensed `ReducedSet` per experience.
 
@@ -106,12 +114,7 @@ class ReducedSetBuffer(ExemplarsBuffer):
 
     def budget(self, n_classes: int) -> int:
         """Images per class for `n_classes` classes seen."""
-        if self.mem_size is None:
-            return self.ipc
-        if self.mem_size < n_classes:
-            raise InputError(f"mem_size {self.mem_size} is smaller than the {n_classes} classes seen: "
-                             "each class needs at least one image")
-        return self.mem_size // n_classes
+        return self.ipc if self.mem_size is None else class_share(self.mem_size, n_classes)
 
     def classes(self) -> List[int]:
         return sorted({int(c) for s in self.sets for c in s.labels.tolist()})

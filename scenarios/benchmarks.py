@@ -19,10 +19,10 @@ def class_order(num_classes: int, seed: int) -> list[int]:
     return torch.randperm(num_classes, generator=make_generator(seed, "cpu", "class_order")).tolist()
 
 
-def experience_sizes(num_classes: int, experiences: int, first: int | None = None) -> list[int]:
-    """Classes per experience: `first` in the first one if given, the rest spread evenly
-    (earlier experiences take one more when they do not divide)."""
-    head = [first] if first is not None else []
+def experience_sizes(num_classes: int, experiences: int, first_experience_classes: int | None = None) -> list[int]:
+    """Classes per experience: `first_experience_classes` in the first one if given, the rest
+    spread evenly (earlier experiences take one more when they do not divide)."""
+    head = [first_experience_classes] if first_experience_classes is not None else []
     rest, n = num_classes - sum(head), experiences - len(head)
     return head + [rest // n + (1 if i < rest % n else 0) for i in range(n)]
 

@@ -1,4 +1,4 @@
-"""The layers of ../shared/DESIGN.md hold: condense_core <- dcapps.replay <- scenarios, nas <- the CLI.
+"""The layers of docs/architecture.md hold: condense_core <- dcapps.replay <- scenarios, nas <- the CLI.
 
 Each module may import only its own layer or lower ones (imports inside functions count too), and
 no project modules import each other in a cycle. The check reads the source with `ast` and imports
@@ -10,7 +10,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("condense_core", "dcapps", "scenarios", "nas")
 # (pattern, layer), lowest first; "x.*" means x and everything under it, otherwise the exact name.
-LAYERS = (("condense_core.*", 0), ("dcapps", 1), ("dcapps.replay", 1), ("scenarios.*", 2),
+LAYERS = (("condense_core.*", 0), ("dcapps", 1), ("dcapps.glossary", 1), ("dcapps.replay", 1), ("scenarios.*", 2),
           ("nas.*", 2), ("dcapps.cli.*", 3), ("dcapps.__main__", 3))
 
 

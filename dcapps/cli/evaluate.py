@@ -36,17 +36,17 @@ def run(args: argparse.Namespace) -> int:
     if args.runs < 1:
         raise InputError(f"--runs must be >= 1, got {args.runs}")
     cfg = TrainSettings(**given_settings(TrainSettings, args, "training"))
-    syn = ReducedSet.load(args.file) if args.file else None
+    reduced = ReducedSet.load(args.file) if args.file else None
     data = load_data(args.data, args.root, args.download, args.stream)
     if args.full and not torch.is_tensor(data.x_train):
         raise InputError("--full trains on the whole training set, which needs it in memory (not --stream)")
-    x, y = syn.for_data(data) if syn is not None else (data.x_train, data.y_train)
+    x, y = reduced.for_data(data) if reduced is not None else (data.x_train, data.y_train)
     res = evaluate(x, y, data, runs=args.runs, seed=args.seed, model=args.model, cfg=cfg,
                    device=args.device, progress=not args.quiet)
     res["set"] = args.file or "full"
     res["data"] = args.data
-    if syn is not None:
-        res["set_meta"] = {k: syn.meta.get(k) for k in ("method", "ipc", "seed", "iterations")}
+    if reduced is not None:
+        res["set_meta"] = {k: reduced.meta.get(k) for k in ("method", "ipc", "seed", "iterations")}
     print(f"{res['set']}: accuracy {100 * res['mean']:.2f} +- {100 * res['std']:.2f} % "
           f"over {args.runs} runs ({len(x)} training images, {args.model})")
     if args.json:

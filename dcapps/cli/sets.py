@@ -72,20 +72,20 @@ def _build(args, kind, cls, settings, lock, png) -> int:
     try:
         method = cls(**settings, progress=not args.quiet)
         data = load_data(args.data, args.root, args.download, args.stream)
-        syn = method.condense(data, checkpoint)
+        reduced = method.condense(data, checkpoint)
         if Ranks.current().rank != 0:
             return 0
-        syn.save(args.out)
+        reduced.save(args.out)
     finally:
         finish()
     if checkpoint is not None:
         checkpoint.remove()  # superseded by the finished set, now safely on disk
-    result = {"out": args.out, "method": args.method, "kind": kind, "ipc": method.ipc, "images": len(syn),
-              "wall_time_s": syn.meta["wall_time_s"]}
+    result = {"out": args.out, "method": args.method, "kind": kind, "ipc": method.ipc, "images": len(reduced),
+              "wall_time_s": reduced.meta["wall_time_s"]}
     if png is not None:
-        result["png"] = syn.save_grid(png)
-    print(f"wrote {args.out}: {len(syn)} images ({args.method}, ipc {method.ipc}) "
-          f"in {syn.meta['wall_time_s']:.1f} s")
+        result["png"] = reduced.save_grid(png)
+    print(f"wrote {args.out}: {len(reduced)} images ({args.method}, ipc {method.ipc}) "
+          f"in {reduced.meta['wall_time_s']:.1f} s")
     if args.json:
         emit_json(result)
     return 0
