@@ -65,7 +65,7 @@ def test_idm_queue_is_drawn_from_the_seed(digits):
         engine = Engine(method, data, CPU)
         for _ in range(5):
             engine.step()
-        return engine.result()[0], engine.resources.state()
+        return engine.result()[0], engine.run_state.state_dict()
 
     (a, qa), (b, qb), (c, _) = run(0), run(0), run(1)
     assert torch.equal(a, b) and not torch.equal(a, c)

@@ -31,16 +31,29 @@ def fixed_net_loss(method, data, syn_x, nets=6):
     return total / nets
 
 
+class Drawn:
+    """A run state (`condense_core.hooks.RunState`): whether the network was drawn yet."""
+
+    def __init__(self):
+        self.done = False
+
+    def state_dict(self) -> dict:
+        return {"done": self.done}
+
+    def load_state_dict(self, saved: dict) -> None:
+        self.done = saved["done"]
+
+
 class FixedNetDM(DM):
     """DM whose embedding network is drawn once: its loss must then fall steadily."""
 
     def start(self, data, device):
-        return {"drawn": False}  # run state, handed back to every iteration
+        return Drawn()  # handed back to every iteration
 
-    def sample_network(self, net, resources, generator):
-        if not resources["drawn"]:
-            super().sample_network(net, resources, generator)
-            resources["drawn"] = True
+    def sample_network(self, net, drawn, generator):
+        if not drawn.done:
+            super().sample_network(net, drawn, generator)
+            drawn.done = True
 
 
 def test_dm_loss_decreases_under_one_network(digits):

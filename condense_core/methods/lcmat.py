@@ -171,6 +171,20 @@ class LCMatS(TrainedSelector):
         return facility_location(dist.max() - dist, self.ipc)
 
 
+class NetworkPool:
+    """LCMat-C's run state: the briefly trained networks an iteration draws from. Nothing of it
+    changes during a run, so a checkpoint keeps none of it: a resumed run trains it again, the same."""
+
+    def __init__(self, networks: list[torch.nn.Module]):
+        self.networks = networks
+
+    def state_dict(self) -> None:
+        return None
+
+    def load_state_dict(self, saved: dict) -> None:
+        """Never called: `state_dict` keeps nothing."""
+
+
 @register("condense", "lcmat")
 @dataclass
 class LCMatC(DM):
@@ -183,9 +197,9 @@ class LCMatC(DM):
 
     graph_safe: ClassVar[bool] = False
 
-    def start(self, data: ImageData, device: torch.device) -> list[torch.nn.Module]:
+    def start(self, data: ImageData, device: torch.device) -> NetworkPool:
         """The run's pool of trained networks (built once per run, never kept on the method)."""
-        return self.pool(data, device)
+        return NetworkPool(self.pool(data, device))
 
     def pool(self, data: ImageData, device: torch.device) -> list[torch.nn.Module]:
         """The `pool_size` trained networks; under torch.distributed rank r trains members
@@ -204,21 +218,21 @@ class LCMatC(DM):
                           self.progress, desc=f"pool net {i + 1}/{self.pool_size}")
         return net.requires_grad_(False)
 
-    def sample_network(self, net, resources, generator):
-        """The weights of a pool network (`resources`) drawn at random each iteration, copied
-        into `net`; random weights (DM) without a pool. (The draw is read on the host to pick
-        the network, so LCMat-C's iterations are not captured as CUDA graphs.)"""
-        if not resources:
-            return super().sample_network(net, resources, generator)
-        i = int(torch.randint(len(resources), (1,), generator=generator, device=generator.device))
-        net.load_state_dict(resources[i].state_dict())
+    def sample_network(self, net, pool: NetworkPool, generator):
+        """The weights of a pool network drawn at random each iteration, copied into `net`;
+        random weights (DM) without a pool. (The draw is read on the host to pick the network,
+        so LCMat-C's iterations are not captured as CUDA graphs.)"""
+        if not pool.networks:
+            return super().sample_network(net, pool, generator)
+        i = int(torch.randint(len(pool.networks), (1,), generator=generator, device=generator.device))
+        net.load_state_dict(pool.networks[i].state_dict())
 
     def moments(self, net, emb, label):
         """DM's embedding sum, plus the sums of the last-layer gradient and Hessian diagonal."""
         a, u, q, v = head_factors(net.classifier, emb, torch.full((len(emb),), label, device=emb.device))
         return [emb.sum(0), a.T @ u, q.T @ v]
 
-    def match_loss(self, real, syn, resources):
+    def match_loss(self, real, syn, pool: NetworkPool):
         """DM's gap plus rho ||mean gradient gap||^2 and rho^2/2 ||mean Hessian-diagonal gap||^2:
         the terms of LCMat's bound on the loss gap within radius rho (squared, like DM's)."""
         gaps = [((r - s) ** 2).sum() for r, s in zip(real, syn)]
