@@ -22,7 +22,6 @@ from dcapps.glossary import RENAMED_KEYS
 from .strategies import STRATEGIES, STRATEGY_METHODS
 
 CONFIG_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs")
-MODEL_OPTIONS = ("name", "width", "depth", "act", "norm", "pool")
 
 
 @dataclass
@@ -194,19 +193,17 @@ def parse_seeds(value, name: str = "--seeds") -> list[int]:
 
 
 def _check_model(model) -> dict:
+    """`model:`: a network's `name` and its options (`condense_core.networks`' options classes)."""
+    from condense_core.networks import check_options, model_name
+
     if not isinstance(model, dict):
         raise InputError(f"model must be a mapping such as {{name: ConvNet, width: 64}}, got {model!r}")
-    for key in model:
-        if key not in MODEL_OPTIONS:
-            raise InputError(f"unknown config key model.{key} (allowed: {', '.join(MODEL_OPTIONS)})")
     model = {"name": "ConvNet", **model}
-    if not isinstance(model["name"], str):
-        raise InputError(f"model.name must be ConvNet, MLP or ResNet, got {model['name']!r}")
-    for key in ("width", "depth"):
-        v = model.get(key)
-        if key in model and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
-            raise InputError(f"model.{key} must be an integer >= 1, got {v!r}")
-    return model
+    try:
+        model_name(model["name"])
+    except InputError as e:
+        raise InputError(f"model.name: {e}") from None
+    return {"name": model["name"], **check_options(model["name"], model_options(model), _key("model."))}
 
 
 def _own_settings(kind: str, name: str) -> dict:

@@ -12,12 +12,13 @@ HELP = {"evaluate": "train fresh networks on a saved set (or --full data) and te
 
 def add_arguments(name: str, p: argparse.ArgumentParser) -> None:
     from condense_core import TrainSettings
+    from condense_core.networks import MODELS
 
     p.add_argument("file", nargs="?", help="a ReducedSet .pt file")
     p.add_argument("--full", action="store_true", help="evaluate the whole training set instead")
     add_data_arguments(p)
     add_stream_argument(p)
-    p.add_argument("--model", default="ConvNet", help="ConvNet | MLP | ResNet")
+    p.add_argument("--model", default="ConvNet", help=" | ".join(MODELS))
     p.add_argument("--runs", type=at_least(1), default=5)
     add_setting_flags(p, {"training": TrainSettings})
     add_run_arguments(p)
