@@ -83,7 +83,8 @@ class TableUnit:
         if unit["method"] == "full":
             return {"acc": evaluate(data.x_train, data.y_train, data, self.runs, seed, cfg=self.cfg,
                                     device=device)["mean"]}
-        reduced = build(unit["method"], unit["ipc"], seed, self.iterations, {**self.extra, "device": device}).condense(data)
+        method = build(unit["method"], unit["ipc"], seed, self.iterations, {**self.extra, "device": device})
+        reduced = method.condense(data)
         x, y = reduced.for_data(data)
         return {"acc": evaluate(x, y, data, self.runs, seed, cfg=self.cfg, device=device)["mean"],
                 "condense_s": reduced.meta["wall_time_s"]}

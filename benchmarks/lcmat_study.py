@@ -218,16 +218,16 @@ def main(argv=None):
                 for c, idx in sorted(data.class_indices().items()):
                     f = feats[c]
                     if v == "herding":
-                        pos = Herding(ipc=ipc).select_class(f)
+                        pos = Herding(ipc=ipc).select_class(f, net, c)
                     elif v == "kcenter":
-                        pos = KCenter(ipc=ipc).select_class(f)
+                        pos = KCenter(ipc=ipc).select_class(f, net, c)
                     elif v.startswith("lcmat-"):  # lcmat-<objective>[-eps<e>]
                         parts = v.split("-")
                         opts = {"objective": parts[1]}
                         for extra in parts[2:]:
                             if extra.startswith("eps"):
                                 opts["eps"] = float(extra[3:])
-                        pos = LCMatS(ipc=ipc, **opts).select_class(net.classifier, f, c)
+                        pos = LCMatS(ipc=ipc, **opts).select_class(f, net, c)
                     else:
                         sys.exit(f"lcmat_study: unknown variant {v!r} (random, herding, kcenter, "
                                  "lcmat-<objective>[-eps<e>])")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
@@ -19,7 +19,16 @@ from .data import ImageData
 from .errors import InputError
 from .networks import build_model, check_fits, reinitialize
 from .runtime import make_generator, resolve_device, tracked
+from .settings import check, setting
 from .training import TrainSettings
+
+
+@dataclass
+class EvaluationSettings:
+    """How many fresh networks the protocol trains on a set (`dcapps evaluate --runs`)."""
+
+    runs: int = setting(5, "networks trained from scratch and tested (the mean and std over them are "
+                           "reported)", low=1)
 
 
 def train_model(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: TrainSettings,
@@ -31,8 +40,8 @@ def train_model(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: T
     """
     if not torch.is_tensor(x):
         raise InputError("training a network needs its images in memory; this data set is streamed "
-                         "from disk (--stream, or too large): condense it with dm (--init real or noise), "
-                         "or select randomly")
+                         "from disk (asked for, or too large for memory): condense it with dm starting from "
+                         "real images or noise, or select randomly")
     device = next(model.parameters()).device
     x, y = x.to(device), y.to(device)
     opt = cfg.optimizer(model.parameters())
@@ -72,14 +81,13 @@ def test_accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batc
     return correct / len(x)
 
 
-def evaluate(x: torch.Tensor, y: torch.Tensor, data: ImageData, runs: int = 5, seed: int = 0,
+def evaluate(x: torch.Tensor, y: torch.Tensor, data: ImageData, runs: int = EvaluationSettings.runs, seed: int = 0,
              model: str = "ConvNet", model_options: dict | None = None, cfg: TrainSettings | None = None,
              device: str = "auto", progress: bool = False) -> dict:
     """Train `runs` fresh networks on (x, y), test each on `data`'s test split: mean, std, all.
     Everything that would stop it is checked before the first network trains: something to
     train on, a test split to test on, images the network fits, the device."""
-    if runs < 1:
-        raise InputError(f"--runs must be >= 1, got {runs}")
+    check(EvaluationSettings, {"runs": runs})
     if len(x) == 0:
         raise InputError("nothing to train on: the set holds no images")
     data.check_test_split()

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from .errors import InputError
-from .settings import check, check_object, python_name, setting
+from .settings import Checked, check, python_name, setting
 
 ACTIVATIONS = ("sigmoid", "relu", "leakyrelu")
 NORMS = ("none", "batchnorm", "layernorm", "instancenorm", "groupnorm")
@@ -25,7 +25,7 @@ POOLS = ("none", "max", "avg")
 
 
 @dataclass
-class ConvNetOptions:
+class ConvNetOptions(Checked):
     """The DM paper's ConvNet family (its search space in `nas.space`)."""
 
     depth: int = setting(3, "convolution blocks", low=1)
@@ -34,30 +34,21 @@ class ConvNetOptions:
     norm: str = setting("instancenorm", "normalisation after each convolution", choices=NORMS)
     pool: str = setting("avg", "pooling after each block (halves the size while it is above 1x1)", choices=POOLS)
 
-    def __post_init__(self):
-        check_object(self)
-
 
 @dataclass
-class MLPOptions:
+class MLPOptions(Checked):
     """The three-layer perceptron."""
 
     width: int = setting(128, "units of each hidden layer", low=1)
     act: str = setting("relu", "activation", choices=ACTIVATIONS)
 
-    def __post_init__(self):
-        check_object(self)
-
 
 @dataclass
-class ResNetOptions:
+class ResNetOptions(Checked):
     """The small ResNet."""
 
     width: int = setting(32, "channels of the first stage (doubled by each of the three others)", low=1)
     norm: str = setting("batchnorm", "normalisation after each convolution", choices=NORMS)
-
-    def __post_init__(self):
-        check_object(self)
 
 
 def _activation(name: str) -> nn.Module:

@@ -180,3 +180,11 @@ def check_object(obj: Any, spell: Callable[[str], str] = python_name) -> None:
     """Check every declared setting of a dataclass instance (e.g. in `__post_init__`)."""
     for name, s in settings_of(type(obj)).items():
         setattr(obj, name, s.check(getattr(obj, name), spell(name)))
+
+
+class Checked:
+    """Base of a dataclass of settings whose values are checked when it is made: a bad one is an
+    input error there, before any data is touched or any file written."""
+
+    def __post_init__(self):
+        check_object(self)

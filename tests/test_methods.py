@@ -112,7 +112,7 @@ def test_herding_mean_is_closer_than_random(digits):
     net = h.trained_network(digits, torch.device("cpu"))
     f = h.features(net, digits.x_train, torch.device("cpu"))
     cls = digits.class_indices()[3]
-    picked = cls[h.select_class(f[cls])]
+    picked = cls[h.select_class(f[cls], net, 3)]
     rand = cls[torch.randperm(len(cls), generator=torch.Generator().manual_seed(0))[:5]]
     gap = lambda idx: (f[idx].mean(0) - f[cls].mean(0)).norm()  # noqa: E731
     assert gap(picked) < gap(rand)

@@ -17,9 +17,7 @@ never from per-sample gradients.
   greedy facility location with similarity max - ||g_i - g_j||_2 - eps * ||h_i - h_j||_1; it
   bounds the gap only when each pick is weighted by the samples it covers (as in CRAIG), and
   unweighted, in a network that already fits most of the class (small gradients), it spends most
-  picks on the few high-loss samples far from the rest (issue 21: on Fashion-MNIST 300/class,
-  IPC 10, about half its picks are misclassified by the selection network, against 17% of
-  random picks, and the set trains below random).
+  picks on the few high-loss samples far from the rest (the README's LCMat section measures it).
 - `LCMatC` (`condense --method lcmat`): DM plus, per class, rho times the squared gap of the
   mean last-layer gradient and rho^2/2 times the squared gap of the mean Hessian diagonal between
   the real batch and the synthetic images (rho = 0 is DM); the network of each iteration is drawn
@@ -152,18 +150,11 @@ class LCMatS(TrainedSelector):
                                      "by the subset's plain mean; facility: the paper's facility location",
                              choices=OBJECTIVES)
 
-    def select(self, data, device):
-        net = self.trained_network(data, device)
-        out = []
-        for c, idx in sorted(data.class_indices().items()):
-            f = self.features(net, data.x_train[idx], device)
-            out.append(idx[self.select_class(net.classifier, f, c).cpu()])
-        return torch.cat(out)
-
     @torch.no_grad()
-    def select_class(self, classifier: torch.nn.Linear, f: torch.Tensor, label: int) -> torch.Tensor:
-        """Positions (within the class) of the `ipc` samples picked from features `f`."""
-        a, u, q, v = head_factors(classifier, f, torch.full((len(f),), label, device=f.device))
+    def select_class(self, f, net, label):
+        """Positions (within the class) of the `ipc` samples picked from features `f` and the
+        classifier of `net`."""
+        a, u, q, v = head_factors(net.classifier, f, torch.full((len(f),), label, device=f.device))
         h = top_variance_hessian(q, v, self.k)
         if self.objective == "mean":
             return mean_matching(a, u, h, self.eps, self.ipc)

@@ -20,7 +20,7 @@ from ..settings import setting
 
 @dataclass
 class Selector(Method):
-    """Base of the selectors: `select_class` picks positions within one class."""
+    """Base of the selectors: `select` picks the training indices of the whole set."""
 
     def _run(self, data, device, checkpoint=None):
         chosen = self.select(data, device)
@@ -61,10 +61,12 @@ class TrainedSelector(Selector):
         net = self.trained_network(data, device)
         out = []
         for c, idx in sorted(data.class_indices().items()):
-            out.append(idx[self.select_class(self.features(net, data.x_train[idx], device)).cpu()])
+            out.append(idx[self.select_class(self.features(net, data.x_train[idx], device), net, c).cpu()])
         return torch.cat(out)
 
-    def select_class(self, f: torch.Tensor) -> torch.Tensor:
+    def select_class(self, f: torch.Tensor, net: torch.nn.Module, label: int) -> torch.Tensor:
+        """Positions, within class `label`, of its `ipc` picks, from the class's features `f` in
+        the trained network `net` (LCMat-S reads its classifier too)."""
         raise NotImplementedError
 
 
@@ -73,7 +75,7 @@ class TrainedSelector(Selector):
 class Herding(TrainedSelector):
     """Greedy mean matching: each pick makes the selected mean closest to the class mean."""
 
-    def select_class(self, f):
+    def select_class(self, f, net, label):
         mu = f.mean(0)
         chosen, total = [], torch.zeros_like(mu)
         available = torch.ones(len(f), dtype=torch.bool, device=f.device)
@@ -92,7 +94,7 @@ class Herding(TrainedSelector):
 class KCenter(TrainedSelector):
     """k-center greedy: start at the sample nearest the class mean, then add the farthest one."""
 
-    def select_class(self, f):
+    def select_class(self, f, net, label):
         first = int(((f - f.mean(0)) ** 2).sum(1).argmin())
         chosen = [first]
         nearest = ((f - f[first]) ** 2).sum(1)
