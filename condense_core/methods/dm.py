@@ -14,8 +14,6 @@ import signal
 from dataclasses import dataclass
 from typing import ClassVar
 
-import torch
-
 from ..checkpoint import StopSignals
 from ..data import ImageData
 from ..engine import Engine

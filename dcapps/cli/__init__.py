@@ -72,7 +72,7 @@ def main(argv=None) -> int:
         print(f"dcapps: error: {msg}", file=sys.stderr)
         return 2
     except Interrupted as e:
-        print(f"dcapps: {e}", file=sys.stderr)
+        print(f"dcapps: {e}" + (" (continue with --resume)" if e.path else ""), file=sys.stderr)
         return 128 + e.signum
     except KeyboardInterrupt:
         print("dcapps: interrupted", file=sys.stderr)
