@@ -43,8 +43,7 @@ TERMS = (
     Term("memory",
          "the reduced sets a replay strategy keeps, one per experience (a role of reduced sets)",
          "Avalanche's word for what replay keeps (`ExemplarsBuffer`, `mem_size`)",
-         python=("ReducedSetBuffer", "memory", "mem_size", "save_memory", "load_memory"),
-         keys=("memory",),
+         python=("ReducedSetBuffer", "memory", "mem_size", "save_memory", "load_memory"), keys=("memory",),
          deprecated=("dcapps.replay.SyntheticBuffer", "dcapps.replay.CondensedReplayPlugin")),
     Term("proxy",
          "a reduced set that NAS candidates are trained on instead of the whole data (a role)",
@@ -75,7 +74,7 @@ TERMS = (
          "a network's architecture options (ConvNet width, depth, act, norm, pool; MLP; ResNet), "
          "declared once per model in `condense_core.networks`",
          "timm/torchvision builders call them options; they configure a network, not a method",
-         python=("model_options", "model"), keys=("model",)),
+         python=("model_options", "ConvNetOptions", "MLPOptions", "ResNetOptions"), keys=("model",)),
     Term("training settings",
          "how a network is trained: `SGDSettings` (the optimiser), `TrainSettings` (the evaluation "
          "protocol: epochs, batch size, DSA), `CLTrainSettings` (a CL run's `train:` section)",
@@ -86,6 +85,17 @@ TERMS = (
          "showing how far a long run is (`progress=`, `runtime.tracked`)",
          "one word where there were progress, show_progress and enabled",
          python=("progress",), retired=("show_progress",)),
+    Term("preset",
+         "a named group of a method's settings applied before the caller's (`\"memory\"`: the "
+         "short condensations of a replay memory)",
+         "the word of `dcapps methods` and `make_method(preset=)`; the memory preset is a role, "
+         "not another kind of settings",
+         python=("preset",)),
+    Term("config",
+         "a scripted CL benchmark: its YAML file, read into `scenarios.config.CLConfig`; `cfg` "
+         "where it travels whole, its sections' names (`train`, `memory`, ...) for its pieces",
+         "one name for the whole, so that a function that needs a piece is given the piece",
+         python=("CLConfig", "cfg")),
     Term("ranks",
          "the processes of one condensation under torchrun (`distributed.Ranks`)",
          "torch.distributed's word; `shard` now means only a share of a sweep's units",
@@ -107,12 +117,12 @@ RENAMED_KEYS = {old: t.keys[0] for t in TERMS for old in t.renamed_keys}
 
 
 def markdown() -> str:
-    """The glossary as the Markdown table of `docs/glossary.md`."""
-    def names(*groups: tuple[str, ...]) -> str:
-        return ", ".join(f"`{n}`" for g in groups for n in g) or "-"
+    """The glossary as the Markdown table of `docs/glossary.md` (YAML keys end with a colon)."""
+    def names(python=(), flags=(), keys=()) -> str:
+        return ", ".join([f"`{n}`" for n in (*python, *flags)] + [f"`{k}:`" for k in keys]) or "-"
 
-    lines = ["| word | meaning | names | replaced |", "|---|---|---|---|"]
+    lines = ["| word | meaning | why this word | its names | names it replaced |", "|---|---|---|---|---|"]
     for t in TERMS:
-        lines.append(f"| **{t.word}** | {t.meaning} | {names(t.python, t.flags, t.keys)} "
-                     f"| {names(t.deprecated, t.retired, t.renamed_flags, t.renamed_keys)} |")
+        lines.append(f"| **{t.word}** | {t.meaning} | {t.why} | {names(t.python, t.flags, t.keys)} "
+                     f"| {names(t.deprecated + t.retired, t.renamed_flags, t.renamed_keys)} |")
     return "\n".join(lines)
