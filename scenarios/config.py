@@ -286,7 +286,7 @@ def _check_split(experiences: int, first_experience_classes: int | None, num_cla
         return
     if experiences < 2:
         raise InputError("first_experience_classes needs experiences >= 2")
-    left = num_classes - first_experience_classes
-    if first_experience_classes >= num_classes or left < experiences - 1:
-        raise InputError(f"first_experience_classes {first_experience_classes} leaves {left} classes "
-                         f"for the other {experiences - 1} experiences")
+    if first_experience_classes >= num_classes or num_classes - first_experience_classes < experiences - 1:
+        raise InputError(f"first_experience_classes {first_experience_classes} leaves "
+                         f"{num_classes - first_experience_classes} classes for the other {experiences - 1} "
+                         "experiences")
