@@ -19,17 +19,17 @@ from functools import partial
 
 import torch
 
-from condense_core import ImageData, InputError, build_model, load_data
-from condense_core.networks import reinitialize
+from condense_core import ImageData, InputError, build_model, load_data, make_method
+from condense_core.networks import check_fits, reinitialize
 from condense_core.reduced import ReducedSet
 from condense_core.runtime import make_generator, resolve_device
 from condense_core.sweep import Layout, Sweep, run
 from dcapps.glossary import RENAMED_KEYS
 
 from .benchmarks import class_order, experience_sizes, make_benchmark
-from .config import CLConfig, check_against_data, model_options, validate
+from .config import CLConfig, model_options, validate
 from .quiet import other_libraries_quiet
-from .strategies import build_strategy
+from .strategies import STRATEGY_METHODS, build_strategy
 
 
 def unit_key(strategy: str, seed: int) -> str:
@@ -43,9 +43,9 @@ def plan(cfg: CLConfig) -> dict[str, dict]:
 
 def open_run(cfg: CLConfig, out: str) -> Sweep:
     """Check everything before the first unit starts: the data (with a test split), what of the
-    config depends on it (`config.check_against_data`), the device, that `out` holds no other
-    config's results and that the units already there are whole; then add the config's units
-    to the folder's plan."""
+    config depends on it (`check_against_data`), the device, that `out` holds no other config's
+    results and that the units already there are whole; then add the config's units to the
+    folder's plan."""
     data = load_data(cfg.data, cfg.root, cfg.download)
     data.check_test_split()
     check_against_data(cfg, data)
@@ -55,6 +55,28 @@ def open_run(cfg: CLConfig, out: str) -> Sweep:
     sweep.plan(units, {"config": cfg.as_dict()})
     sweep.results(list(units), unit_check(cfg.experiences))
     return sweep
+
+
+def check_against_data(cfg: CLConfig, data: ImageData) -> None:
+    """Check what of `cfg` depends on the data, so that a run never stops half-way on it: the
+    split into experiences, the memory's share per class, that the model fits the images, and
+    every strategy's method with its settings (the error names the config's key)."""
+    from dcapps.replay import PRESET, class_share
+
+    if cfg.memory.mem_size is not None:
+        class_share(cfg.memory.mem_size, data.num_classes, "memory.mem_size")
+    experience_sizes(data.num_classes, cfg.experiences, cfg.first_experience_classes)
+    try:
+        check_fits(cfg.model["name"], data.channels, data.image_size, data.spec, **model_options(cfg.model))
+    except InputError as e:
+        raise InputError(f"model: {e}") from None
+    for strategy in cfg.strategies:
+        if strategy in STRATEGY_METHODS:
+            kind, name = STRATEGY_METHODS[strategy]
+            try:
+                make_method(kind, name, PRESET, **cfg.method_settings(strategy), ipc=1, device="cpu").validate(data)
+            except InputError as e:
+                raise InputError(f"methods.{name} (strategy {strategy}): {e}") from None
 
 
 def run_config(cfg: CLConfig, out: str, layout: Layout = Layout(), tensorboard: bool = False,
