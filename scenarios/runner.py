@@ -96,11 +96,11 @@ def finished(out: str, cfg: CLConfig | None = None) -> tuple[CLConfig, list[dict
     record = sweep.record()
     if cfg is None:
         units = list(record["units"].values())
-        config = {RENAMED_KEYS.get(k, k): v for k, v in record["info"].get("config", {}).items()}  # older records
         try:
+            config = {RENAMED_KEYS.get(k, k): v for k, v in record["info"]["config"].items()}  # older records too
             cfg = validate({**config, "strategies": list(dict.fromkeys(u["strategy"] for u in units)),
                             "seeds": list(dict.fromkeys(u["seed"] for u in units))})
-        except (InputError, TypeError, KeyError) as e:
+        except (InputError, TypeError, KeyError, AttributeError) as e:
             raise InputError(f"{sweep.file}: not the record of a cl run ({e})") from None
     keys = [unit_key(name, s) for s in cfg.seeds for name in cfg.strategies]
     results = sweep.results(keys, unit_check(cfg.experiences))

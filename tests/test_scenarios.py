@@ -238,3 +238,15 @@ def test_data_flag_runs_the_same_config_on_other_data(tmp_path, capsys, digits_n
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "nowhere.npz" in err
     assert not (tmp_path / "o2" / "units").exists()
+
+
+def test_a_record_written_before_the_glossary_renames_is_read_with_the_new_names(tmp_path):
+    """`cl report` on a folder whose record still says `condense:` reads it as `methods:`."""
+    from condense_core.sweep import Sweep
+
+    cfg = load_config(write_config(tmp_path))
+    old = {("condense" if k == "methods" else k): v for k, v in cfg.as_dict().items()}
+    Sweep(str(tmp_path / "out"), cfg.settings()).plan(runner.plan(cfg), {"config": old})
+    read, results, missing = runner.finished(str(tmp_path / "out"))
+    assert read.methods == cfg.methods and read.methods.shared == {"iterations": 3, "batch_real": 16}
+    assert results == [] and missing == list(runner.plan(cfg))
