@@ -35,6 +35,7 @@ from condense_core.settings import applicable
 from condense_core.sweep import Sweep, run
 from condense_core.reduced import atomic_write_text
 from dcapps.cli.common import add_layout_flags, layout_of
+from dcapps.cli.renamed import renamed_flag
 
 SUFFIX_KIND = {"-s": "select", "-c": "condense"}
 
@@ -107,6 +108,10 @@ def main(argv=None) -> int:
     p.add_argument("--method-settings", default="{}", help="JSON dict of extra method settings")
     p.add_argument("--out", required=True, help="output folder (its finished units are kept)")
     add_layout_flags(p)
+    argv = sys.argv[1:] if argv is None else argv
+    if renamed_flag(argv):  # an old spelling is told its new name
+        print(f"condense_table: error: {renamed_flag(argv)}", file=sys.stderr)
+        return 2
     a = p.parse_args(argv)
     try:
         return _main(a)

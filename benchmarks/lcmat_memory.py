@@ -46,7 +46,7 @@ def main(argv=None) -> int:
     f = method.features(net.embed, data.x_train[idx], dev)
     del data
     before, t0 = peak_mb(reset=True), time.time()
-    picks = method.select_class(net.classifier, f, a.label)
+    picks = method.select_class(f, net, a.label)
     print(f"{a.data}: class {a.label}, {len(idx)} images, features {f.shape[1]}, "
           f"gradient dim {net.classifier.out_features * (f.shape[1] + 1)}, k={a.k}, ipc={a.ipc}: "
           f"{len(set(picks.tolist()))} distinct picks in {time.time() - t0:.1f} s; peak RSS "

@@ -159,12 +159,12 @@ def condense(data, a):
                 settings = {"iterations": a.iterations, "batch_real": a.batch_real, **opts}
                 method = (CachedPool(ipc=ipc, seed=seed, **settings) if name == "lcmat"
                           else make_method("condense", name, ipc=ipc, seed=seed, **settings))
-                syn = method.condense(data)
-                x, y = syn.for_data(data)
+                reduced = method.condense(data)
+                x, y = reduced.for_data(data)
                 r = evaluate(x, y, data, a.runs, seed, cfg=cfg, device="cpu")
                 res = {"data": a.data, "seed": seed, "variant": v, "ipc": ipc, "acc": round(100 * r["mean"], 2),
                        "runs": a.runs, "epochs": a.epochs, "settings": settings,
-                       "condense_s": round(syn.meta["wall_time_s"], 1)}
+                       "condense_s": round(reduced.meta["wall_time_s"], 1)}
                 record(out_file, res)
 
 
@@ -218,16 +218,16 @@ def main(argv=None):
                 for c, idx in sorted(data.class_indices().items()):
                     f = feats[c]
                     if v == "herding":
-                        pos = Herding(ipc=ipc).select_class(f)
+                        pos = Herding(ipc=ipc).select_class(f, net, c)
                     elif v == "kcenter":
-                        pos = KCenter(ipc=ipc).select_class(f)
+                        pos = KCenter(ipc=ipc).select_class(f, net, c)
                     elif v.startswith("lcmat-"):  # lcmat-<objective>[-eps<e>]
                         parts = v.split("-")
                         opts = {"objective": parts[1]}
                         for extra in parts[2:]:
                             if extra.startswith("eps"):
                                 opts["eps"] = float(extra[3:])
-                        pos = LCMatS(ipc=ipc, **opts).select_class(net.classifier, f, c)
+                        pos = LCMatS(ipc=ipc, **opts).select_class(f, net, c)
                     else:
                         sys.exit(f"lcmat_study: unknown variant {v!r} (random, herding, kcenter, "
                                  "lcmat-<objective>[-eps<e>])")

@@ -145,11 +145,10 @@ def _warp(x: torch.Tensor, theta: torch.Tensor, align_corners: bool) -> torch.Te
 
 class _BilinearSample(torch.autograd.Function):
     """`F.grid_sample` (bilinear, zero padding) whose gradient for the image is a `scatter_add_`
-    of the four corner weights: PyTorch's CUDA backward of grid_sample adds with atomics (two
-    condensations of one seed still differed by 0.08 after 40 DM iterations on an H200 with every
-    other kernel deterministic), while under deterministic algorithms (`runtime.reproducible`)
-    scatter_add_ sums in a fixed order. The grid carries no gradient (the transformation is
-    drawn, not learnt)."""
+    of the four corner weights: PyTorch's CUDA backward of grid_sample adds with atomics, in an
+    order that changes from run to run (the README measures the difference), while under
+    deterministic algorithms (`runtime.reproducible`) scatter_add_ sums in a fixed order. The
+    grid carries no gradient (the transformation is drawn, not learnt)."""
 
     @staticmethod
     def forward(ctx, x, grid, align_corners):

@@ -16,11 +16,13 @@ from __future__ import annotations
 import os
 import signal
 from contextlib import contextmanager
+from typing import Callable
 
 import torch
 
 from .errors import InputError
 from .reduced import atomic_save
+from .settings import python_name
 
 FORMAT = "dcapps.Checkpoint/1"
 
@@ -28,22 +30,25 @@ FORMAT = "dcapps.Checkpoint/1"
 class Checkpoint:
     """Where a run's checkpoint lives, how often it is written (`every` iterations, 0 = only on a
     signal), and what to do with one already there: continue from it (`resume`) or replace it
-    (`restart`); with neither, its presence stops the run before any work."""
+    (`restart`); with neither, its presence stops the run before any work. Messages name these
+    choices as the caller does (`spell`: e.g. `settings.flag_name`, `--resume`)."""
 
-    def __init__(self, path: str, every: int = 0, resume: bool = False, restart: bool = False):
+    def __init__(self, path: str, every: int = 0, resume: bool = False, restart: bool = False,
+                 spell: Callable[[str], str] = python_name):
+        resume_, restart_ = spell("resume"), spell("restart")
         if every < 0:
-            raise InputError(f"--checkpoint-every must be >= 0, got {every}")
+            raise InputError(f"{spell('checkpoint_every')} must be >= 0, got {every}")
         if resume and restart:
-            raise InputError("--resume and --restart contradict each other: give one")
+            raise InputError(f"{resume_} and {restart_} contradict each other: give one")
         if os.path.lexists(path) and not os.path.isfile(path):
             raise InputError(f"{path} is where this run keeps its checkpoint, but it is not a file: remove it")
         if resume and not os.path.exists(path):
-            raise InputError(f"--resume: there is no checkpoint {path} to continue from "
-                             "(run without --resume to start)")
+            raise InputError(f"{resume_}: there is no checkpoint {path} to continue from "
+                             f"(run without {resume_} to start)")
         if not resume and not restart and os.path.exists(path):
-            raise InputError(f"{path} holds the checkpoint of an earlier run: continue it with --resume, "
-                             "or start afresh with --restart (which replaces it)")
-        self.path, self.every, self.resume, self.restart = path, every, resume, restart
+            raise InputError(f"{path} holds the checkpoint of an earlier run: continue it with {resume_}, "
+                             f"or start afresh with {restart_} (which replaces it)")
+        self.path, self.every, self.resume, self.restart, self.spell = path, every, resume, restart, spell
 
     @staticmethod
     def next_to(out: str) -> str:
@@ -65,7 +70,7 @@ class Checkpoint:
         if not self.resume:
             return None
         if not os.path.exists(self.path):
-            raise InputError(f"--resume: there is no checkpoint {self.path} to continue from")
+            raise InputError(f"{self.spell('resume')}: there is no checkpoint {self.path} to continue from")
         try:
             state = torch.load(self.path, map_location="cpu", weights_only=True)
         except Exception as e:
@@ -75,8 +80,8 @@ class Checkpoint:
         saved = state.get("identity", {})
         for key, theirs, mine in _differences(saved if isinstance(saved, dict) else {}, identity):
             raise InputError(f"{self.path} was made with {key}={theirs!r}, this run has {mine!r}; "
-                             "run with the same settings, or start afresh with --restart")
-        _check_state(state, identity, self.path)
+                             f"run with the same settings, or start afresh with {self.spell('restart')}")
+        _check_state(state, identity, self.path, self.spell("restart"))
         return state
 
     def remove(self) -> None:
@@ -85,13 +90,13 @@ class Checkpoint:
             os.remove(self.path)
 
 
-def _check_state(state: dict, identity: dict, path: str) -> None:
+def _check_state(state: dict, identity: dict, path: str, restart: str) -> None:
     """Refuse a checkpoint whose fields could not have come from this run (`identity`): one that
     would end a run early (iteration past the end), break it half-way (images of another shape, a
     missing momentum) or continue it from other random numbers (a generator state that is not)."""
     def damaged(what: str) -> InputError:
         return InputError(f"{path}: {what}; the checkpoint is damaged: remove it, or start afresh "
-                          "with --restart")
+                          f"with {restart}")
 
     config = identity.get("config", {})
     total = config.get("iterations")

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
 
 from .errors import InputError
+from .settings import python_name
 
 TORCHVISION_SETS = ("mnist", "fashionmnist", "cifar10", "cifar100", "svhn")
 DIGITS_TEST_FRACTION = 0.3
@@ -89,15 +90,17 @@ class ImageData:
                    torch.ones(c) if std is None else torch.as_tensor(std).float(), spec)
 
 
-def load_data(spec: str, root: str | None = None, download: bool = False, stream: bool = False) -> ImageData:
-    """Load any data spec of DESIGN.md into an `ImageData` (never downloads unless asked).
+def load_data(spec: str, root: str | None = None, download: bool = False, stream: bool = False,
+              spell: Callable[[str], str] = python_name) -> ImageData:
+    """Load any data spec (docs/architecture.md, "Data specs") into an `ImageData` (never
+    downloads unless asked); errors name `root` and `download` as `spell` does (`--root`).
 
     An ImageFolder is streamed (`LazyImages`: read from disk per batch, never loaded whole) when
     `stream` is set or when its decoded images would not fit in half the available memory."""
     if spec == "digits":
         x_tr, y_tr, x_te, y_te = _digits()
     elif spec.lower() in TORCHVISION_SETS:
-        x_tr, y_tr, x_te, y_te = _torchvision(spec.lower(), root or "data", download)
+        x_tr, y_tr, x_te, y_te = _torchvision(spec.lower(), root or "data", download, spell)
     elif spec.endswith(".npz"):
         x_tr, y_tr, x_te, y_te = _npz(spec)
     elif os.path.isdir(spec):
@@ -211,7 +214,7 @@ def _npz(path: str):
         raise InputError(f"{path}: not a readable .npz file ({type(e).__name__})") from None
 
 
-def _torchvision(name: str, root: str, download: bool):
+def _torchvision(name: str, root: str, download: bool, spell: Callable[[str], str]):
     import torchvision.datasets as tvd
 
     cls = {"mnist": tvd.MNIST, "fashionmnist": tvd.FashionMNIST, "cifar10": tvd.CIFAR10,
@@ -224,8 +227,8 @@ def _torchvision(name: str, root: str, download: bool):
     except RuntimeError as e:
         if download:
             raise InputError(f"{name}: download into {root!r} failed ({e})") from None
-        raise InputError(f"{name}: not found under {root!r}; pass --download to fetch it "
-                         "or --root DIR where it already is") from None
+        raise InputError(f"{name}: not found under {root!r}; allow {spell('download')} to fetch it, "
+                         f"or give {spell('root')} the folder where it already is") from None
 
     def arrays(ds):
         if name == "svhn":

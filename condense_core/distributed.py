@@ -83,3 +83,13 @@ def finish() -> None:
     """Leave the process group (if the command line joined one)."""
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def __getattr__(name):
+    """`Shard`, the glossary's old name of `Ranks`, for one more release (with a warning)."""
+    if name == "Shard":
+        from .deprecation import renamed
+
+        renamed("condense_core.distributed.Shard", "condense_core.distributed.Ranks")
+        return Ranks
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

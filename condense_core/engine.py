@@ -1,12 +1,10 @@
 """The engine that runs distribution-matching methods (DM, LCMat-C, ...): their iterations, fast.
 
-A method of the DM family (`methods.dm.DM` and its subclasses) supplies the settings and its
-hooks: what the run needs besides the images (`start`, e.g. trained networks, saved in
-checkpoints through `resources_state`/`load_resources`), which network an iteration uses
-(`sample_network`), which per-sample statistics are matched (`moments`: summed over the batch,
-or kept per sample when `pooled` is false) and the loss between them (`match_loss`), and what
-happens after the image update (`end_iteration`). The engine does the rest the same way for all
-of them, multi-formation included (`factor`: the stored images are decoded by
+A method of the DM family (`methods.dm.DM` and its subclasses) supplies the settings and the
+hooks of `hooks.MatchingHooks` (what the run builds besides the images, which network an
+iteration uses, which statistics are matched and the loss between them, what happens after the
+image update; written down there, with the run state they share). The engine does the rest the
+same way for all of them, multi-formation included (`factor`: the stored images are decoded by
 `formation.decode` before every synthetic forward, so the gradient flows through it).
 
 How the engine computes it, and why:
@@ -21,20 +19,20 @@ How the engine computes it, and why:
 - A real span goes through the network without gradient and only its summed statistics are
   kept: memory does not grow with `batch_real`. On a CPU every span gets a forward of its own,
   small enough for its activations to stay in cache (the automatic span is
-  `CPU_CHUNK_PIXELS[precision]` image pixels; one forward of all classes was measured no
-  faster), and every class's synthetic images get one too. On a GPU, small kernels cost
-  launches, not arithmetic: a span is a whole class batch and consecutive classes share
-  forwards up to `FORWARD_PIXELS` (at the paper's settings, one forward for all real images
-  and one for all synthetic images: 0.84x the reference loop per class, 1.9-2.7x shared, H200).
+  `CPU_CHUNK_PIXELS[precision]` image pixels), and every class's synthetic images get one too.
+  On a GPU, small kernels cost launches, not arithmetic: a span is a whole class batch and
+  consecutive classes share forwards up to `FORWARD_PIXELS` (at the paper's settings, one
+  forward for all real images and one for all synthetic images). `dcapps bench condense`
+  measures the engine against the reference loop; the README's engine section has the figures.
   Networks with batch statistics (batch norm) see each class whole and alone, as in the paper.
 - Speed flags that compute the same thing: `compile` (torch.compile: fuses normalisation,
-  activation and pooling, which otherwise take a third of a CPU iteration) and `channels_last`
-  memory (off by default: measured slower on a CPU; meant for GPUs).
+  activation and pooling) and `channels_last` memory (off by default: slower on a CPU; meant
+  for GPUs).
   `precision="bf16"` autocasts the network's forward and lowers precision: off by default, its
   effect on accuracy is measured in the README.
 - Nothing is copied between host and device inside the loop (the losses stay on the device) and
   the real data stays on the device; data too large for memory is read per span per iteration
-  (`data.LazyImages`). (The augmentation's grouping by operation reads a count of 6 per forward.)
+  (`data.LazyImages`).
 - `Checkpoint`: the run's whole state is saved every `every` iterations and on SIGINT/SIGTERM;
   a resumed run ends with exactly the result of an uninterrupted one.
 """
@@ -55,8 +53,8 @@ from .method import pick_per_class
 from .networks import has_batch_stats
 from .settings import settings_of
 
-# Automatic span (`real_chunk`) on a CPU, in image pixels per precision (28x28, `dcapps bench`: fp32 fastest
-# of 8-32 images at 16; bf16 at 32, 3.56-3.74x against 3.17-3.21x at 16, two runs each).
+# Automatic span (`real_chunk`) on a CPU, in image pixels per precision: the fastest span of
+# `dcapps bench condense` on 28x28 images (16 images in fp32, 32 in bf16; README, engine section).
 CPU_CHUNK_PIXELS = {"fp32": 16 * 28 * 28, "bf16": 32 * 28 * 28}
 # Image pixels per forward by device type. On a GPU several classes share a forward (all 10 x 256
 # real images of 28x28 or 32x32 fit in one), so an iteration is a few large kernels instead of a
@@ -194,9 +192,10 @@ class Engine(DMLoop):
         self.warmup = WARMUP_ITERATIONS if self.graphed else 0
         self.syn = {j: full[j].clone().requires_grad_(True) for j in self.own}
         self.buf = {j: momentum[j].clone() for j in self.own}
-        self.resources = dm.start(data, device)  # after the checkpoint check: a refusal comes first
-        if state is not None and state.get("resources") is not None:
-            dm.load_resources(self.resources, state["resources"])
+        self.run_state = dm.start(data, device)  # after the checkpoint check: a refusal comes first
+        kept = None if state is None else state.get("run_state", state.get("resources"))  # (older name)
+        if kept is not None:
+            self.run_state.load_state_dict(kept)
 
     def identity(self) -> dict:
         """What a checkpoint must match to be resumed by this run."""
@@ -295,7 +294,7 @@ class Engine(DMLoop):
         classes. Nothing in it reads the device or depends on the host's iteration count (the
         loss goes to the device-side `slot`), so it can be captured once and replayed."""
         dm, g = self.dm, self.g
-        dm.sample_network(self.net, self.resources, g)
+        dm.sample_network(self.net, self.run_state, g)
         positions = self.draw_positions()
         op, u = self.draw_augmentation()
         real = self.real_moments(positions, op, u)
@@ -309,7 +308,7 @@ class Engine(DMLoop):
                 syn_moments = dm.moments(self.net, emb[i * rows:(i + 1) * rows], self.labels[s.cls])
                 if dm.pooled:
                     syn_moments = [m / rows for m in syn_moments]
-                loss = loss + dm.match_loss(real[s.cls], syn_moments, self.resources)
+                loss = loss + dm.match_loss(real[s.cls], syn_moments, self.run_state)
             grads = torch.autograd.grad(loss, leaves)
             with torch.no_grad():
                 for s, grad in zip(spans, grads):
@@ -318,7 +317,7 @@ class Engine(DMLoop):
             total += loss.detach()
         self.losses.index_put_((self.slot,), total)
         self.slot += 1
-        dm.end_iteration(self.resources, g)
+        dm.end_iteration(self.run_state, g)
 
     def _gathered(self, parts: dict[int, torch.Tensor]) -> torch.Tensor:
         """k x ipc x C x H x W, every class filled in (a collective under torch.distributed)."""
@@ -332,7 +331,7 @@ class Engine(DMLoop):
     def state(self) -> dict:
         """Everything the rest of the run depends on (a collective: every rank calls it)."""
         return {"identity": self.identity(), "iteration": self.done,
-                "resources": self.dm.resources_state(self.resources),
+                "run_state": None if self.run_state is None else self.run_state.state_dict(),
                 "images": self._gathered(self.syn).cpu(), "momentum": self._gathered(self.buf).cpu(),
                 "generator": self.g.get_state(), "losses": self.ranks.sum(self.losses.clone()).cpu()}
 

@@ -2,7 +2,8 @@
 
 Anything a user can get wrong (a missing file, an unknown name, a value out of range) raises
 `InputError` with a one-line message naming the problem; the CLI turns it into exit status 2.
-A condensation stopped by a signal raises `Interrupted` after writing its checkpoint.
+A condensation stopped by a signal raises `Interrupted` after writing its checkpoint (the caller
+says how to continue from it: the command line names `--resume`).
 """
 import signal
 
@@ -16,5 +17,5 @@ class Interrupted(Exception):
 
     def __init__(self, signum: int, iteration: int, path: str | None):
         self.signum, self.iteration, self.path = signum, iteration, path
-        where = f"checkpoint {path} (continue with --resume)" if path else "no checkpoint asked for"
+        where = f"checkpoint {path}" if path else "no checkpoint asked for"
         super().__init__(f"stopped by {signal.Signals(signum).name} after iteration {iteration}; {where}")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
@@ -19,9 +19,18 @@ from .data import ImageData
 from .errors import InputError
 from .networks import build_model, check_fits, reinitialize
 from .runtime import make_generator, resolve_device, tracked
-from .knowledge import distillation_loss
+from .knowledge import distillation_loss, recorded_logits
 from .reduced import SoftTargets
+from .settings import check, setting
 from .training import TrainSettings
+
+
+@dataclass
+class EvaluationSettings:
+    """How many fresh networks the protocol trains on a set (`dcapps evaluate --runs`)."""
+
+    runs: int = setting(5, "networks trained from scratch and tested (the mean and std over them are "
+                           "reported)", low=1)
 
 
 def train_model(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: TrainSettings,
@@ -35,8 +44,8 @@ def train_model(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: T
     """
     if not torch.is_tensor(x):
         raise InputError("training a network needs its images in memory; this data set is streamed "
-                         "from disk (--stream, or too large): condense it with dm (--init real or noise), "
-                         "or select randomly")
+                         "from disk (asked for, or too large for memory): condense it with dm starting from "
+                         "real images or noise, or select randomly")
     device = next(model.parameters()).device
     x, y = x.to(device), y.to(device)
     soft = targets.logits.to(device) if targets is not None else None
@@ -79,15 +88,14 @@ def test_accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batc
     return correct / len(x)
 
 
-def evaluate(x: torch.Tensor, y: torch.Tensor, data: ImageData, runs: int = 5, seed: int = 0,
+def evaluate(x: torch.Tensor, y: torch.Tensor, data: ImageData, runs: int = EvaluationSettings.runs, seed: int = 0,
              model: str = "ConvNet", model_options: dict | None = None, cfg: TrainSettings | None = None,
              device: str = "auto", progress: bool = False, targets: SoftTargets | None = None) -> dict:
     """Train `runs` fresh networks on (x, y), with soft `targets` where given (see `train_model`),
     and test each on `data`'s test split: mean, std, all. Everything that would stop it is
     checked before the first network trains: something to train on, targets that fit it, a
     test split to test on, images the network fits, the device."""
-    if runs < 1:
-        raise InputError(f"--runs must be >= 1, got {runs}")
+    check(EvaluationSettings, {"runs": runs})
     if len(x) == 0:
         raise InputError("nothing to train on: the set holds no images")
     if targets is not None and tuple(targets.logits.shape) != (len(x), data.num_classes):
@@ -110,3 +118,29 @@ def evaluate(x: torch.Tensor, y: torch.Tensor, data: ImageData, runs: int = 5, s
             "model_options": model_options or {}, "train": asdict(cfg), "n_train": len(x),
             "targets": None if targets is None else {"source": targets.source, "temperature": targets.temperature},
             "seconds": time.time() - t0}
+
+
+# How far below its other logits a teacher's logit for a class it never saw is set, in units of the
+# temperature: exp(-20) of the probability, i.e. none.
+UNSEEN_MARGIN = 20.0
+
+
+def teacher_targets(method, data: ImageData, images: torch.Tensor, device: torch.device) -> SoftTargets:
+    """The soft targets of `images` (training images, in `data`'s normalisation) under a teacher:
+    `method`'s network trained `method.teacher_epochs` on `data`'s training split with the
+    evaluation protocol (seeded from the method's seed), softened at `method.temperature`.
+
+    A class with no training image (e.g. a class of a later experience, when a memory's teacher
+    sees one experience) carries no knowledge: the teacher's logit for it is whatever its
+    untrained output gives, so it is set `UNSEEN_MARGIN` temperatures below the image's lowest
+    other logit, and the soft targets give it no probability."""
+    g = method.generator(device, "teacher")
+    teacher = train_model(method.network(data, device, g), data.x_train, data.y_train,
+                          TrainSettings(epochs=method.teacher_epochs), g, method.progress, desc="teacher")
+    logits = recorded_logits(teacher, images)
+    seen = torch.zeros(logits.shape[1], dtype=torch.bool)
+    seen[data.present_labels()] = True
+    if not seen.all():
+        floor = logits[:, seen].min(1, keepdim=True).values - UNSEEN_MARGIN * method.temperature
+        logits[:, ~seen] = floor
+    return SoftTargets(logits, method.temperature, "teacher")

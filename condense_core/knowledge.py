@@ -8,16 +8,14 @@ losses read them:
 - `dark_replay_loss`, for memory items replayed inside training (DER++, Buzzega et al., NeurIPS
   2020): `alpha` x the mean squared error to the recorded logits plus `beta` x the cross-entropy
   on the stored labels.
-`teacher_targets` trains a seeded teacher (the method's network, on the real data) and records
-its logits on a set; `recorded_logits` records any network's logits (e.g. a continual learner's).
+`recorded_logits` records a network's logits on a set (a continual learner's, or the teacher of
+`evaluate.teacher_targets`).
 """
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 
-from .data import ImageData
-from .reduced import SoftTargets
 
 
 def soft_target_term(output: torch.Tensor, target_logits: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -53,32 +51,3 @@ def recorded_logits(network: torch.nn.Module, images: torch.Tensor, batch_size: 
                           for i in range(0, len(images), batch_size)])
     finally:
         network.train(was_training)
-
-
-# How far below its other logits a teacher's logit for a class it never saw is set, in units of the
-# temperature: exp(-20) of the probability, i.e. none.
-UNSEEN_MARGIN = 20.0
-
-
-def teacher_targets(method, data: ImageData, images: torch.Tensor, device: torch.device) -> SoftTargets:
-    """The soft targets of `images` (training images, in `data`'s normalisation) under a teacher:
-    `method`'s network trained `method.teacher_epochs` on `data`'s training split with the
-    evaluation protocol (seeded from the method's seed), softened at `method.temperature`.
-
-    A class with no training image (e.g. a class of a later experience, when a memory's teacher
-    sees one experience) carries no knowledge: the teacher's logit for it is whatever its
-    untrained output gives, so it is set `UNSEEN_MARGIN` temperatures below the image's lowest
-    other logit, and the soft targets give it no probability."""
-    from .evaluate import train_model
-    from .training import TrainSettings
-
-    g = method.generator(device, "teacher")
-    teacher = train_model(method.network(data, device, g), data.x_train, data.y_train,
-                          TrainSettings(epochs=method.teacher_epochs), g, method.progress, desc="teacher")
-    logits = recorded_logits(teacher, images)
-    seen = torch.zeros(logits.shape[1], dtype=torch.bool)
-    seen[data.present_labels()] = True
-    if not seen.all():
-        floor = logits[:, seen].min(1, keepdim=True).values - UNSEEN_MARGIN * method.temperature
-        logits[:, ~seen] = floor
-    return SoftTargets(logits, method.temperature, "teacher")

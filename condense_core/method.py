@@ -19,9 +19,10 @@ import torch
 
 from .checkpoint import Checkpoint
 from .data import ImageData
+from .deprecation import renamed
 from .errors import InputError
-from .knowledge import teacher_targets
-from .networks import build_model, check_fits, reinitialize
+from .evaluate import teacher_targets
+from .networks import MODELS, build_model, check_fits, check_options, reinitialize
 from .runtime import make_generator, reproducible, resolve_device, versions
 from .settings import DEVICE, SEED_MAX, check_object, setting
 from .reduced import ReducedSet
@@ -34,8 +35,9 @@ Embedding = Callable[[torch.Tensor], torch.Tensor]  # images (N x C x H x W, on 
 class Method:
     ipc: int = setting(10, "images per class", low=1, common=True)
     seed: int = setting(0, "seed of every random choice of the run", low=0, high=SEED_MAX, common=True)
-    model: str = setting("ConvNet", "network the method looks through (ConvNet, MLP, ResNet)", common=True)
-    model_options: dict = setting(help='options of the network, e.g. {"width": 64}', factory=dict, common=True)
+    model: str = setting("ConvNet", f"network the method looks through ({', '.join(MODELS)})", common=True)
+    model_options: dict = setting(help='options of the network (`networks.ConvNetOptions`, ...), e.g. {"width": 64}',
+                                  factory=dict, common=True)
     device: str = setting("auto", "where the method runs: auto, cpu, cuda or cuda:N", pattern=DEVICE,
                           common=True)
     deterministic: bool = setting(True, "on CUDA: deterministic kernels, so one seed gives the same bits "
@@ -56,6 +58,7 @@ class Method:
 
     def __post_init__(self):
         check_object(self)
+        check_options(self.model, self.model_options)
 
     @classmethod
     def preset(cls, name: str | None) -> dict:
@@ -92,6 +95,11 @@ class Method:
         cfg = asdict(self)
         cfg.pop("progress", None)
         return cfg
+
+    def config(self) -> dict:
+        """Deprecated: `settings()` (the glossary's word)."""
+        renamed("Method.config()", "Method.settings()")
+        return self.settings()
 
     def validate(self, data: ImageData) -> None:
         """Checks against the data (the settings themselves were checked at construction)."""

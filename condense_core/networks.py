@@ -2,21 +2,53 @@
 
 Every model has `embed(x)` (features before the classifier, used by distribution matching and
 herding) and `classifier` (the last linear layer, used by LCMat). `build_model` builds any of
-them from a name and named options, like timm/torchvision builders.
+them from a name and named options, like timm/torchvision builders. Each model's options are
+declared once, as settings of its options class (`ConvNetOptions`, `MLPOptions`,
+`ResNetOptions`): names, defaults, choices and checks, which `build_model`, the YAML's `model:`
+section and the NAS search spaces all take from there.
 """
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import Callable
 
 import torch
 from torch import nn
 
 from .errors import InputError
+from .settings import Checked, check, python_name, setting
 
 ACTIVATIONS = ("sigmoid", "relu", "leakyrelu")
 NORMS = ("none", "batchnorm", "layernorm", "instancenorm", "groupnorm")
 POOLS = ("none", "max", "avg")
-MODELS = ("ConvNet", "MLP", "ResNet")
+
+
+@dataclass
+class ConvNetOptions(Checked):
+    """The DM paper's ConvNet family (its search space in `nas.space`)."""
+
+    depth: int = setting(3, "convolution blocks", low=1)
+    width: int = setting(128, "channels of every convolution", low=1)
+    act: str = setting("relu", "activation", choices=ACTIVATIONS)
+    norm: str = setting("instancenorm", "normalisation after each convolution", choices=NORMS)
+    pool: str = setting("avg", "pooling after each block (halves the size while it is above 1x1)", choices=POOLS)
+
+
+@dataclass
+class MLPOptions(Checked):
+    """The three-layer perceptron."""
+
+    width: int = setting(128, "units of each hidden layer", low=1)
+    act: str = setting("relu", "activation", choices=ACTIVATIONS)
+
+
+@dataclass
+class ResNetOptions(Checked):
+    """The small ResNet."""
+
+    width: int = setting(32, "channels of the first stage (doubled by each of the three others)", low=1)
+    norm: str = setting("batchnorm", "normalisation after each convolution", choices=NORMS)
 
 
 def _activation(name: str) -> nn.Module:
@@ -42,26 +74,20 @@ class ConvNet(nn.Module):
     Pooling halves the size only while it is above 1x1, so any input from 8x8 up builds.
     """
 
-    def __init__(self, channels: int, num_classes: int, image_size: tuple[int, int],
-                 width: int = 128, depth: int = 3, act: str = "relu", norm: str = "instancenorm",
-                 pool: str = "avg"):
+    def __init__(self, channels: int, num_classes: int, image_size: tuple[int, int], options: ConvNetOptions):
         super().__init__()
-        _check("act", act, ACTIVATIONS)
-        _check("norm", norm, NORMS)
-        _check("pool", pool, POOLS)
-        if depth < 1 or width < 1:
-            raise InputError(f"ConvNet needs depth >= 1 and width >= 1, got depth={depth} width={width}")
+        o = options
         h, w = image_size
         layers: list[nn.Module] = []
         c = channels
-        for _ in range(depth):
-            layers += [nn.Conv2d(c, width, 3, padding=1), _norm(norm, width, h, w), _activation(act)]
-            c = width
-            if pool != "none" and min(h, w) > 1:
-                layers.append(nn.MaxPool2d(2) if pool == "max" else nn.AvgPool2d(2))
+        for _ in range(o.depth):
+            layers += [nn.Conv2d(c, o.width, 3, padding=1), _norm(o.norm, o.width, h, w), _activation(o.act)]
+            c = o.width
+            if o.pool != "none" and min(h, w) > 1:
+                layers.append(nn.MaxPool2d(2) if o.pool == "max" else nn.AvgPool2d(2))
                 h, w = h // 2, w // 2
         self.features = nn.Sequential(*layers)
-        self.feature_dim = width * h * w
+        self.feature_dim = o.width * h * w
         self.classifier = nn.Linear(self.feature_dim, num_classes)
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
@@ -74,10 +100,9 @@ class ConvNet(nn.Module):
 class MLP(nn.Module):
     """Three-layer perceptron on flattened images (cross-architecture evaluation)."""
 
-    def __init__(self, channels: int, num_classes: int, image_size: tuple[int, int],
-                 width: int = 128, act: str = "relu"):
+    def __init__(self, channels: int, num_classes: int, image_size: tuple[int, int], options: MLPOptions):
         super().__init__()
-        _check("act", act, ACTIVATIONS)
+        width, act = options.width, options.act
         d = channels * image_size[0] * image_size[1]
         self.features = nn.Sequential(nn.Flatten(), nn.Linear(d, width), _activation(act),
                                       nn.Linear(width, width), _activation(act))
@@ -111,10 +136,9 @@ class _Block(nn.Module):
 class ResNet(nn.Module):
     """A small ResNet (one basic block per stage, 4 stages) for cross-architecture evaluation."""
 
-    def __init__(self, channels: int, num_classes: int, image_size: tuple[int, int],
-                 width: int = 32, norm: str = "batchnorm"):
+    def __init__(self, channels: int, num_classes: int, image_size: tuple[int, int], options: ResNetOptions):
         super().__init__()
-        _check("norm", norm, NORMS)
+        width, norm = options.width, options.norm
         self.stem = nn.Sequential(nn.Conv2d(channels, width, 3, 1, 1, bias=False),
                                   _norm(norm, width, *image_size), nn.ReLU(inplace=True))
         blocks, size, c = [], tuple(image_size), width
@@ -133,26 +157,35 @@ class ResNet(nn.Module):
         return self.classifier(self.embed(x))
 
 
-def _check(key: str, value: str, allowed) -> None:
-    if value not in allowed:
-        raise InputError(f"unknown {key} {value!r}: choose from {', '.join(allowed)}")
+MODELS: dict[str, tuple[type, type]] = {"ConvNet": (ConvNet, ConvNetOptions), "MLP": (MLP, MLPOptions),
+                                         "ResNet": (ResNet, ResNetOptions)}
+
+
+def model_name(name: str) -> str:
+    """The model's own spelling of `name` (any case: `convnet` -> `ConvNet`); unknown: an input error."""
+    key = {m.lower(): m for m in MODELS}.get(str(name).lower())
+    if key is None:
+        raise InputError(f"unknown model {name!r}: choose from {', '.join(MODELS)}")
+    return key
+
+
+def options_of(name: str) -> type:
+    """The options class of model `name` (its declared settings)."""
+    return MODELS[model_name(name)][1]
+
+
+def check_options(name: str, options: dict, spell: Callable[[str], str] = python_name) -> dict:
+    """`options` checked against model `name`'s declared options (unknown or bad ones are input
+    errors naming the option as `spell(option)`, e.g. `model.width` in a YAML)."""
+    return check(options_of(name), options, spell, what=f"model {model_name(name)}")
 
 
 def build_model(name: str, channels: int, num_classes: int, image_size: tuple[int, int],
                 **options) -> nn.Module:
-    """Build `ConvNet`, `MLP` or `ResNet` with named options (width, depth, act, norm, pool)."""
-    key = {m.lower(): m for m in MODELS}.get(str(name).lower())
-    if key is None:
-        raise InputError(f"unknown model {name!r}: choose from {', '.join(MODELS)}")
-    cls = {"ConvNet": ConvNet, "MLP": MLP, "ResNet": ResNet}[key]
-    for option in ("width", "depth"):
-        value = options.get(option, 1)
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise InputError(f"bad option for {key}: {option} must be an integer, got {value!r}")
-    try:
-        return cls(channels, num_classes, tuple(image_size), **options)
-    except TypeError as e:
-        raise InputError(f"bad option for {key}: {e}") from None
+    """Build `ConvNet`, `MLP` or `ResNet` with its named options (its options class's settings;
+    those not given take their defaults)."""
+    cls, options_cls = MODELS[model_name(name)]
+    return cls(channels, num_classes, tuple(image_size), options_cls(**check_options(name, options)))
 
 
 LARGEST_SIDE_TRIED = 256  # the smallest fitting size named in a refusal is searched up to this

@@ -1,7 +1,8 @@
 """Where a run writes: the checks on an output path made before any work, and the lock that keeps
 two live runs off one output.
 
-`check_output_file` and `check_output_folder` refuse, as one `InputError` naming the flag, an
+`check_output_file` and `check_output_folder` refuse, as one `InputError` naming the output as
+the caller does (its `label`: `--out` on the command line, `save_memory folder` in Python), an
 output that could not be written at the end of the run (empty, a trailing slash, a directory
 where a file goes, a folder that is a file or read-only, a name too long for the file system)
 and an output that is an input of the same run (`select --data X.npz --out X.npz` would replace
@@ -29,74 +30,74 @@ EXTRA_NAME_CHARS = 24
 TEMPORARY = re.compile(r"\..+\.[A-Za-z0-9_]{8}\.tmp")  # `tempfile.mkstemp`'s names in `atomic_write`
 
 
-def check_output_file(path: str, flag: str = "--out", inputs: Iterable[tuple[str, str]] = ()) -> None:
-    """`path` can be written as a file at the end of the run, and is none of `inputs` ((flag,
-    path) pairs of what the run reads); otherwise an `InputError` naming `flag`."""
-    _check_text(path, flag)
+def check_output_file(path: str, label: str, inputs: Iterable[tuple[str, str]] = ()) -> None:
+    """`path` can be written as a file at the end of the run, and is none of `inputs` ((label,
+    path) pairs of what the run reads); otherwise an `InputError` naming it `label`."""
+    _check_text(path, label)
     if path.endswith(("/", os.sep)):
-        raise InputError(f"{flag} {path!r} ends with a slash: give a file name")
+        raise InputError(f"{label} {path!r} ends with a slash: give a file name")
     if os.path.isdir(path):
-        raise InputError(f"{flag} {path} is a directory; give a file name")
+        raise InputError(f"{label} {path} is a directory; give a file name")
     if os.path.lexists(path):
         if not os.path.isfile(path):
-            raise InputError(f"{flag} {path} exists and is not a regular file")
+            raise InputError(f"{label} {path} exists and is not a regular file")
         if not os.access(path, os.W_OK):
-            raise InputError(f"{flag} {path} is read-only")
-    _check_writable_folder(os.path.dirname(os.path.abspath(path)), flag, path)
-    _check_not_an_input(path, flag, inputs)
+            raise InputError(f"{label} {path} is read-only")
+    _check_writable_folder(os.path.dirname(os.path.abspath(path)), label, path)
+    _check_not_an_input(path, label, inputs)
 
 
-def check_output_folder(path: str, flag: str = "--out", inputs: Iterable[tuple[str, str]] = ()) -> None:
+def check_output_folder(path: str, label: str, inputs: Iterable[tuple[str, str]] = ()) -> None:
     """`path` can be made (or is) a folder the run can write in, and is no input of the run."""
-    _check_text(path, flag)
-    _check_not_an_input(path, flag, inputs)
+    _check_text(path, label)
+    _check_not_an_input(path, label, inputs)
     if os.path.exists(path) and not os.path.isdir(path):
-        raise InputError(f"{flag} {path} is a file; give a folder")
-    _check_writable_folder(os.path.abspath(path), flag, path)
+        raise InputError(f"{label} {path} is a file; give a folder")
+    _check_writable_folder(os.path.abspath(path), label, path)
 
 
-def _check_text(path, flag: str) -> None:
+def _check_text(path, label: str) -> None:
     if not isinstance(path, str) or not path.strip():
-        raise InputError(f"{flag} must name a file or folder, got {path!r}")
+        raise InputError(f"{label} must name a file or folder, got {path!r}")
     if "\0" in path:
-        raise InputError(f"{flag} {path!r} holds a NUL character")
+        raise InputError(f"{label} {path!r} holds a NUL character")
 
 
-def _check_writable_folder(folder: str, flag: str, path: str) -> None:
+def _check_writable_folder(folder: str, label: str, path: str) -> None:
     """The nearest existing folder on the way to `folder` is a folder this process can create
     files in (tried: permissions alone do not tell, e.g. in /proc or on a read-only mount)."""
     existing = folder
     while not os.path.exists(existing):
         existing = os.path.dirname(existing)
     if not os.path.isdir(existing):
-        raise InputError(f"{flag} {path}: {existing} is a file, not a folder")
+        raise InputError(f"{label} {path}: {existing} is a file, not a folder")
     if not os.access(existing, os.W_OK | os.X_OK):
-        raise InputError(f"{flag} {path}: cannot write in {existing} (permission denied)")
+        raise InputError(f"{label} {path}: cannot write in {existing} (permission denied)")
     try:
         fd, probe = tempfile.mkstemp(prefix=".dcapps-probe-", dir=existing)
         os.close(fd)
         os.remove(probe)
     except OSError as e:
-        raise InputError(f"{flag} {path}: cannot write in {existing} ({e.strerror or type(e).__name__})") from None
+        raise InputError(f"{label} {path}: cannot write in {existing} ({e.strerror or type(e).__name__})") from None
     longest = os.pathconf(existing, "PC_NAME_MAX") - EXTRA_NAME_CHARS
     parts = os.path.relpath(os.path.abspath(path), existing).split(os.sep)
     if any(len(part.encode()) > longest for part in parts):
-        raise InputError(f"{flag} {path}: a name in it is too long (at most {longest} bytes here)")
+        raise InputError(f"{label} {path}: a name in it is too long (at most {longest} bytes here)")
 
 
-def _check_not_an_input(path: str, flag: str, inputs: Iterable[tuple[str, str]]) -> None:
+def _check_not_an_input(path: str, label: str, inputs: Iterable[tuple[str, str]]) -> None:
     """`path` is not a file the run reads, nor inside a folder it reads (an ImageFolder)."""
     mine = os.path.realpath(path)
-    for their_flag, their_path in inputs:
+    for their_label, their_path in inputs:
         if not isinstance(their_path, str) or not os.path.exists(their_path):
             continue  # a name such as `digits`, or a file that is not there (refused elsewhere)
         theirs = os.path.realpath(their_path)
         if mine == theirs:
-            raise InputError(f"{flag} {path} is the {their_flag} of this run: writing it would replace "
-                             f"what the run reads; give another {flag}")
+            raise InputError(f"{label} {path} is the {their_label} of this run: writing it would replace "
+                             f"what the run reads; give another {label}")
         if os.path.isdir(theirs) and mine.startswith(theirs.rstrip(os.sep) + os.sep):
-            raise InputError(f"{flag} {path} is inside {their_path}, the {their_flag} of this run: "
-                             f"writing there would change what the run reads; give another {flag}")
+            raise InputError(f"{label} {path} is inside {their_path}, the {their_label} of this run: "
+                             f"writing there would change what the run reads; give another {label}")
 
 
 def lock_path(output: str) -> str:
@@ -116,8 +117,8 @@ class OutputLock:
     other than rank 0 do not lock (`enabled`), as rank 0 alone writes.
     """
 
-    def __init__(self, output: str, flag: str = "--out", enabled: bool = True):
-        self.output, self.flag, self.enabled = output, flag, enabled
+    def __init__(self, output: str, label: str, enabled: bool = True):
+        self.output, self.label, self.enabled = output, label, enabled
         self.path = lock_path(output)
         self.interrupted: dict | None = None  # the record of a run of this output that did not end
         self._fd: int | None = None
@@ -138,12 +139,12 @@ class OutputLock:
         try:
             fd, holder = take_lock(self.path)
         except OSError as e:
-            raise InputError(f"{self.flag} {self.output}: cannot create the lock {self.path} "
+            raise InputError(f"{self.label} {self.output}: cannot create the lock {self.path} "
                              f"({e.strerror})") from None
         if fd is None:
             who = f"pid {holder.get('pid')} on {holder.get('host')}" if holder else "another process"
-            raise InputError(f"{self.flag} {self.output} is being written by another run ({who}); "
-                             f"wait for it to end, or give another {self.flag}")
+            raise InputError(f"{self.label} {self.output} is being written by another run ({who}); "
+                             f"wait for it to end, or give another {self.label}")
         if fd < 0:  # no flock (Windows): run unlocked
             return
         self.interrupted = holder

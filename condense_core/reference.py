@@ -3,7 +3,7 @@
 It does what the DM paper's public code does each iteration: build a fresh network, then for every
 class forward its whole real batch and its synthetic images on their own, with the class's Siamese
 augmentation, in fp32 and channels-first, then one backward and one SGD step for all synthetic
-images. It consumes the same random draws as `dm.Engine`, so both compute the same set (a test
+images. It consumes the same random draws as `engine.Engine`, so both compute the same set (a test
 checks it to float tolerance); only the speed differs. `ReferenceDM` is the same loop as a
 method (not registered: for benchmarks that compare accuracy after a number of iterations).
 """

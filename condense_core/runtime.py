@@ -4,28 +4,31 @@ from __future__ import annotations
 import sys
 import zlib
 from contextlib import contextmanager
+from typing import Callable
 
 import torch
 
 from .errors import InputError
-from .settings import DEVICE, check_form
+from .settings import DEVICE, check_form, python_name
 
 
-def resolve_device(name: str | torch.device = "auto") -> torch.device:
+def resolve_device(name: str | torch.device = "auto", spell: Callable[[str], str] = python_name) -> torch.device:
     """`auto` -> cuda when available, else cpu. Only the devices the project runs on are accepted
     (`settings.DEVICE`: auto, cpu, cuda, cuda:N); `cuda` without a GPU, a `cuda:N` past the last
-    GPU, and any other name (meta, mps, ...) are input errors."""
+    GPU, and any other name (meta, mps, ...) are input errors naming the setting as `spell`
+    does (`--device` on the command line)."""
     if isinstance(name, torch.device):
         return name
-    check_form(name, DEVICE, "device")
+    where = spell("device")
+    check_form(name, DEVICE, where)
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda"):
         if not torch.cuda.is_available():
-            raise InputError(f"--device {name} asked for, but no CUDA device is available")
+            raise InputError(f"{where} {name} asked for, but no CUDA device is available")
         count = torch.cuda.device_count()
         if ":" in name and int(name.split(":")[1]) >= count:
-            raise InputError(f"--device {name} asked for, but this machine has {count} CUDA device(s) "
+            raise InputError(f"{where} {name} asked for, but this machine has {count} CUDA device(s) "
                              f"(cuda:0 to cuda:{count - 1})")
     return torch.device(name)
 
@@ -34,12 +37,12 @@ def resolve_device(name: str | torch.device = "auto") -> torch.device:
 def reproducible(device: torch.device, deterministic: bool = True):
     """On CUDA, for the duration: deterministic kernels (cuDNN's deterministic convolutions, no
     autotuning, PyTorch's fixed-order scatter and index kernels), so the same seed gives the same
-    bits; with `deterministic=False`, the fast kernels instead (cuDNN autotuning on); an operation without a deterministic kernel warns instead of failing. Measured on an
-    H200: two DM runs of one seed differed by 0.11-0.18 after 40 iterations without it, not at all
-    with it (README). A CPU already computes deterministically: nothing changes there. cuBLAS
-    (matrix products) is deterministic only if CUBLAS_WORKSPACE_CONFIG was set before it started
-    in the process: the command line sets it (`environment.CUBLAS_CONFIG`) at start-up; a script
-    should too."""
+    bits (the README measures the difference); with `deterministic=False`, the fast kernels
+    instead (cuDNN autotuning on); an operation without a deterministic kernel warns instead of
+    failing. A CPU already computes deterministically: nothing changes there. cuBLAS (matrix
+    products) is deterministic only if CUBLAS_WORKSPACE_CONFIG was set before it started in the
+    process: the command line sets it (`environment.CUBLAS_CONFIG`) at start-up; a script should
+    too."""
     if device.type != "cuda":
         yield
         return

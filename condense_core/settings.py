@@ -3,9 +3,10 @@
 `setting(default, help, low=..., above=..., choices=...)` makes a dataclass field whose metadata
 carries its bounds, choices and one help line; its type is the field's annotation. Everything a
 user can set is derived from that one declaration: the command-line flags (`dcapps condense`),
-the YAML keys of a scripted benchmark, the options of `DMReplay`, and their checks, which are
-made by `check` before any work and name the setting in the caller's own words (`--lr-img`,
-`condense.dm.lr_img`, `lr_img`). No list of setting names is kept anywhere else.
+the YAML keys of a scripted benchmark, the `method_settings` of `DMReplay`, and their checks,
+which are made by `check` before any work and name the setting in the caller's own words
+(`--lr-img`, `methods.dm.lr_img`, `lr_img`: its `spell`). No list of setting names is kept
+anywhere else.
 """
 from __future__ import annotations
 
@@ -147,8 +148,8 @@ def settings_of(cls: type) -> dict[str, Setting]:
 
 
 def applicable(cls: type, values: dict) -> dict:
-    """The entries of `values` that are settings of `cls` (options given for several methods at
-    once, e.g. a YAML's shared `condense.<key>`, each method taking those it has)."""
+    """The entries of `values` that are settings of `cls` (settings given for several methods at
+    once, e.g. a YAML's shared `methods.<key>`, each method taking those it has)."""
     known = settings_of(cls)
     return {k: v for k, v in values.items() if k in known}
 
@@ -180,3 +181,11 @@ def check_object(obj: Any, spell: Callable[[str], str] = python_name) -> None:
     """Check every declared setting of a dataclass instance (e.g. in `__post_init__`)."""
     for name, s in settings_of(type(obj)).items():
         setattr(obj, name, s.check(getattr(obj, name), spell(name)))
+
+
+class Checked:
+    """Base of a dataclass of settings whose values are checked when it is made: a bad one is an
+    input error there, before any data is touched or any file written."""
+
+    def __post_init__(self):
+        check_object(self)

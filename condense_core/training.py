@@ -7,21 +7,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .settings import check_object, setting
+from .settings import Checked, setting
 
 
 @dataclass
-class SGDSettings:
+class SGDSettings(Checked):
     """The optimiser of every network the project trains (evaluation, selection networks, NAS
     candidates, continual learners): SGD with momentum and weight decay."""
 
     lr: float = setting(0.01, "SGD learning rate", above=0)
     momentum: float = setting(0.9, "SGD momentum", low=0)
     weight_decay: float = setting(5e-4, "SGD weight decay", low=0)
-
-    def __post_init__(self):
-        """Bad settings are input errors here, before any data is touched or any file written."""
-        check_object(self)
 
     def optimizer(self, parameters):
         """A `torch.optim.SGD` over `parameters` with these settings."""

@@ -81,6 +81,15 @@ class MemorySettings:
                                     "training)", choices=EMBEDDINGS)
 
 
+def class_share(mem_size: int, classes: int, name: str = "mem_size") -> int:
+    """Images per class when `mem_size` images are shared equally by `classes` classes (any
+    remainder stays unused); fewer images than classes is an input error naming `name`."""
+    if mem_size < classes:
+        raise InputError(f"{name} {mem_size} is smaller than the {classes} classes: each class needs at least "
+                         "one image")
+    return mem_size // classes
+
+
 class ReducedSetBuffer(ExemplarsBuffer):
     """Avalanche storage policy holding one condensed `ReducedSet` per experience.
 
@@ -128,12 +137,7 @@ class ReducedSetBuffer(ExemplarsBuffer):
 
     def budget(self, n_classes: int) -> int:
         """Images per class for `n_classes` classes seen."""
-        if self.mem_size is None:
-            return self.ipc
-        if self.mem_size < n_classes:
-            raise InputError(f"mem_size {self.mem_size} is smaller than the {n_classes} classes seen: "
-                             "each class needs at least one image")
-        return self.mem_size // n_classes
+        return self.ipc if self.mem_size is None else class_share(self.mem_size, n_classes)
 
     def classes(self) -> List[int]:
         return sorted({int(c) for s in self.sets for c in s.labels.tolist()})
@@ -558,10 +562,13 @@ class DMReplay(SupervisedTemplate):
                  train_mb_size: int = 1, train_epochs: int = 1, eval_mb_size: Optional[int] = None,
                  device: Union[str, torch.device] = "cpu", plugins: Optional[List[SupervisedPlugin]] = None,
                  evaluator: Union[EvaluationPlugin, Callable[[], EvaluationPlugin]] = default_evaluator,
-                 eval_every: int = -1, **base_kwargs):
-        method = renamed_argument(base_kwargs, "condenser", "method", method, "DMReplay", default="dm")
-        method_settings = renamed_argument(base_kwargs, "condenser_options", "method_settings", method_settings,
-                                           "DMReplay")
+                 eval_every: int = -1, condenser: Optional[str] = None, condenser_options: Optional[dict] = None,
+                 **base_kwargs):
+        # the deprecated names stand in the signature: Avalanche refuses any other keyword argument
+        renamed = {k: v for k, v in (("condenser", condenser), ("condenser_options", condenser_options))
+                   if v is not None}
+        method = renamed_argument(renamed, "condenser", "method", method, "DMReplay", default="dm")
+        method_settings = renamed_argument(renamed, "condenser_options", "method_settings", method_settings, "DMReplay")
         self.replay_plugin = ReducedSetReplayPlugin(
             ipc=ipc, mem_size=mem_size, method=method, kind=kind, method_settings=method_settings,
             seed=seed, replay_mode=replay_mode, batch_size_mem=batch_size_mem, knowledge=knowledge, alpha=alpha,

@@ -12,14 +12,16 @@ import json
 import os
 
 from condense_core.errors import InputError
-from condense_core.networks import ACTIVATIONS, NORMS, POOLS
+from condense_core.networks import ConvNetOptions
+from condense_core.settings import settings_of
 
-OPTIONS = ("depth", "width", "act", "norm", "pool")
-FULL = {"depth": [1, 2, 3, 4], "width": [32, 64, 128, 256], "act": list(ACTIVATIONS),
-        "norm": list(NORMS), "pool": list(POOLS)}
+DECLARED = settings_of(ConvNetOptions)  # the ConvNet's options: names, defaults and choices
+OPTIONS = tuple(DECLARED)
+FULL = {"depth": [1, 2, 3, 4], "width": [32, 64, 128, 256],
+        **{name: list(s.rule.choices) for name, s in DECLARED.items() if s.rule.choices}}
 SMALL = {"depth": [1, 2, 3], "width": [32, 64], "act": ["sigmoid", "relu"],
          "norm": ["none", "batchnorm", "instancenorm"], "pool": ["max", "avg"]}
-DEFAULT = {"depth": 3, "width": 128, "act": "relu", "norm": "instancenorm", "pool": "avg"}
+DEFAULT = {name: s.default for name, s in DECLARED.items()}
 SPACES = {"full": FULL, "small": SMALL}
 
 

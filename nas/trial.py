@@ -92,9 +92,9 @@ def run_setup(setup: dict, arch: dict, on_epoch=None) -> dict:
     """Load data and proxy named by `setup` and train `arch` on the proxy."""
     from condense_core import ReducedSet, load_data
 
-    syn = ReducedSet.load(setup["proxy"])
+    proxy = ReducedSet.load(setup["proxy"])
     data = load_data(setup["data"], setup.get("root"))
-    x, y = syn.for_data(data)
+    x, y = proxy.for_data(data)
     result = train_candidate(arch, x, y, data, train_config(setup["train"]), setup["seed"],
                              setup.get("device", "auto"), on_epoch, syn.targets)
     return {**result, "arch": arch_name(check_arch(arch)), "proxy_images": len(x)}

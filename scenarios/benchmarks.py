@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from condense_core import ImageData, load_data
+from condense_core import ImageData, InputError, load_data
 from condense_core.runtime import make_generator
 
 
@@ -19,10 +19,20 @@ def class_order(num_classes: int, seed: int) -> list[int]:
     return torch.randperm(num_classes, generator=make_generator(seed, "cpu", "class_order")).tolist()
 
 
-def experience_sizes(num_classes: int, experiences: int, first: int | None = None) -> list[int]:
-    """Classes per experience: `first` in the first one if given, the rest spread evenly
-    (earlier experiences take one more when they do not divide)."""
-    head = [first] if first is not None else []
+def experience_sizes(num_classes: int, experiences: int, first_experience_classes: int | None = None) -> list[int]:
+    """Classes per experience: `first_experience_classes` in the first one if given, the rest
+    spread evenly (earlier experiences take one more when they do not divide). A split that
+    leaves an experience without a class is an input error naming the config's keys."""
+    if first_experience_classes is None and experiences > num_classes:
+        raise InputError(f"experiences is {experiences} but the data has only {num_classes} classes")
+    if first_experience_classes is not None:
+        if experiences < 2:
+            raise InputError("first_experience_classes needs experiences >= 2")
+        if first_experience_classes >= num_classes or num_classes - first_experience_classes < experiences - 1:
+            raise InputError(f"first_experience_classes {first_experience_classes} leaves "
+                             f"{num_classes - first_experience_classes} classes for the other {experiences - 1} "
+                             "experiences")
+    head = [first_experience_classes] if first_experience_classes is not None else []
     rest, n = num_classes - sum(head), experiences - len(head)
     return head + [rest // n + (1 if i < rest % n else 0) for i in range(n)]
 

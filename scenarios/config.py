@@ -3,9 +3,10 @@
 A config names a data spec, how it is split into class-incremental experiences, the seeds, the
 one model/optimiser/epochs/memory every strategy shares, and the strategies to compare. Every
 key is declared once, as a setting of the dataclass that holds it (`train:` is `CLTrainSettings`,
-`memory:` is `dcapps.replay.MemorySettings`, `condense.<method>:` is that memory method's own
-class), and checked at load, before anything runs: an unknown key or a bad value is an
-`InputError` that names the key (`train.epochs must be an integer >= 1, got 0`).
+`memory:` is `dcapps.replay.MemorySettings`, `methods.<method>:` is that method's own class,
+`model:` the network's options class in `condense_core.networks`), and checked at load, before
+anything runs: an unknown key or a bad value is an `InputError` that names the key
+(`train.epochs must be an integer >= 1, got 0`); a renamed key is refused with its new name.
 """
 from __future__ import annotations
 
@@ -16,11 +17,11 @@ from typing import Any, Optional
 from condense_core.errors import InputError
 from condense_core.settings import DEVICE, SEED_MAX, applicable, check, setting, settings_of
 from condense_core.training import SGDSettings
+from dcapps.glossary import RENAMED_KEYS
 
-from .strategies import MEMORY_METHODS, STRATEGIES
+from .strategies import STRATEGIES, STRATEGY_METHODS
 
 CONFIG_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs")
-MODEL_OPTIONS = ("name", "width", "depth", "act", "norm", "pool")
 
 
 @dataclass
@@ -34,20 +35,20 @@ class CLTrainSettings(SGDSettings):
 
 
 @dataclass
-class CondenseSettings:
-    """The memory methods' settings (`condense:`): `condense.<key>` applies to every memory
-    condenser that has that setting, `condense.<method>.<key>` to that method only (the later
-    wins). Anything not given comes from the method's memory preset, then its defaults."""
+class MethodsSettings:
+    """The settings of the methods that build the memories (`methods:`): `methods.<key>` applies
+    to every condenser that has that setting, `methods.<method>.<key>` to that method only (the
+    later wins). Anything not given comes from the method's memory preset, then its defaults."""
 
     shared: dict = field(default_factory=dict)
-    methods: dict = field(default_factory=dict)
+    each: dict = field(default_factory=dict)  # method name -> its own settings
 
-    def options(self, kind: str, name: str) -> dict:
-        """The settings given for memory method `kind` `name`."""
+    def of(self, kind: str, name: str) -> dict:
+        """The settings given for method `kind` `name` (its `method_settings`)."""
         from condense_core.registry import method_class
 
         shared = applicable(method_class(kind, name), self.shared) if kind == "condense" else {}
-        return {**shared, **self.methods.get(name, {})}
+        return {**shared, **self.each.get(name, {})}
 
 
 @dataclass
@@ -67,20 +68,33 @@ class CLConfig:
     model: dict = field(default_factory=lambda: {"name": "ConvNet", "width": 64, "depth": 3})
     train: CLTrainSettings = field(default_factory=CLTrainSettings)
     memory: Any = None  # dcapps.replay.MemorySettings (imported with Avalanche, so filled at load)
-    condense: CondenseSettings = field(default_factory=CondenseSettings)
+    methods: MethodsSettings = field(default_factory=MethodsSettings)
     strategies: list = field(default_factory=lambda: ["naive", "replay", "herding", "gdumb", "dmreplay",
                                                       "lcmatreplay", "joint"])
 
     def as_dict(self) -> dict:
         """Plain data (for `config.json` and `results.json`)."""
         out = asdict(self)
-        out["condense"] = {**self.condense.shared, **self.condense.methods}
+        out["methods"] = {**self.methods.shared, **self.methods.each}
         return out
 
     def settings(self) -> dict:
         """What determines a unit's result: everything but the name, the seeds, the strategies
         and the device."""
         return {k: v for k, v in self.as_dict().items() if k not in ("name", "seeds", "strategies", "device")}
+
+    def method_settings(self, strategy: str) -> dict:
+        """The settings of the method that builds `strategy`'s memory (none without one): the
+        shared model, then what `methods:` gives it."""
+        if strategy not in STRATEGY_METHODS:
+            return {}
+        kind, name = STRATEGY_METHODS[strategy]
+        return {"model": self.model["name"], "model_options": model_options(self.model), **self.methods.of(kind, name)}
+
+
+def model_options(model: dict) -> dict:
+    """The options of the network a `model:` section names (everything but its `name`)."""
+    return {k: v for k, v in model.items() if k != "name"}
 
 
 def config_path(name_or_path: str) -> str:
@@ -131,9 +145,11 @@ def validate(raw: dict) -> CLConfig:
     """`raw` (the YAML's mapping) checked key by key into a `CLConfig` (InputError names the key)."""
     from dcapps.replay import MemorySettings
 
-    nested = ("seeds", "model", "train", "memory", "condense", "strategies")
+    nested = ("seeds", "model", "train", "memory", "methods", "strategies")
     allowed = [*settings_of(CLConfig), *nested]
     for key in raw:
+        if key in RENAMED_KEYS:
+            raise InputError(f"config key {key} is renamed {RENAMED_KEYS[key]}")
         if key not in allowed:
             raise InputError(f"unknown config key {key!s} (allowed: {', '.join(allowed)})")
     top = check(CLConfig, {k: v for k, v in raw.items() if k not in nested})
@@ -154,7 +170,7 @@ def validate(raw: dict) -> CLConfig:
     if (cfg.memory.ipc is None) == (cfg.memory.mem_size is None):
         raise InputError("memory needs exactly one of memory.ipc (images per class) "
                          "and memory.mem_size (images in all)")
-    cfg.condense = _check_condense(_mapping(raw, "condense"))
+    cfg.methods = _check_methods(_mapping(raw, "methods"))
     cfg.strategies = _check_strategies(raw.get("strategies", cfg.strategies))
     return cfg
 
@@ -177,51 +193,50 @@ def parse_seeds(value, name: str = "--seeds") -> list[int]:
 
 
 def _check_model(model) -> dict:
+    """`model:`: a network's `name` and its options (`condense_core.networks`' options classes)."""
+    from condense_core.networks import check_options, model_name
+
     if not isinstance(model, dict):
         raise InputError(f"model must be a mapping such as {{name: ConvNet, width: 64}}, got {model!r}")
-    for key in model:
-        if key not in MODEL_OPTIONS:
-            raise InputError(f"unknown config key model.{key} (allowed: {', '.join(MODEL_OPTIONS)})")
     model = {"name": "ConvNet", **model}
-    if not isinstance(model["name"], str):
-        raise InputError(f"model.name must be ConvNet, MLP or ResNet, got {model['name']!r}")
-    for key in ("width", "depth"):
-        v = model.get(key)
-        if key in model and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
-            raise InputError(f"model.{key} must be an integer >= 1, got {v!r}")
-    return model
+    try:
+        model_name(model["name"])
+    except InputError as e:
+        raise InputError(f"model.name: {e}") from None
+    return {"name": model["name"], **check_options(model["name"], model_options(model), _key("model."))}
 
 
 def _own_settings(kind: str, name: str) -> dict:
-    """The settings of a memory method that a config may give (not those it sets for all:
+    """The settings of a method that builds a memory that a config may give (not those it sets for all:
     images per class, seed, model, device)."""
     from condense_core.registry import method_class
 
     return {k: s for k, s in settings_of(method_class(kind, name)).items() if not s.rule.common}
 
 
-def _check_condense(condense: dict) -> CondenseSettings:
-    """`condense.<key>` (a setting of some memory condenser) and `condense.<method>.<key>`."""
+def _check_methods(methods: dict) -> MethodsSettings:
+    """`methods.<key>` (a setting of some condenser that builds a memory) and
+    `methods.<method>.<key>`."""
     shared_allowed: dict = {}
-    for kind, name in MEMORY_METHODS.values():
+    for kind, name in STRATEGY_METHODS.values():
         if kind == "condense":
             shared_allowed.update(_own_settings(kind, name))
-    methods = {name: kind for kind, name in MEMORY_METHODS.values()}
-    out = CondenseSettings()
-    for key, value in condense.items():
-        if key in methods:
+    kinds = {name: kind for kind, name in STRATEGY_METHODS.values()}
+    out = MethodsSettings()
+    for key, value in methods.items():
+        if key in kinds:
             if not isinstance(value, dict):
-                raise InputError(f"condense.{key} must be a mapping of {key}'s settings, got {value!r}")
-            own = _own_settings(methods[key], key)
+                raise InputError(f"methods.{key} must be a mapping of {key}'s settings, got {value!r}")
+            own = _own_settings(kinds[key], key)
             for k, v in value.items():
                 if k not in own:
-                    raise InputError(f"unknown config key condense.{key}.{k} (allowed: {', '.join(own)})")
-                out.methods.setdefault(key, {})[k] = own[k].check(v, f"condense.{key}.{k}")
+                    raise InputError(f"unknown config key methods.{key}.{k} (allowed: {', '.join(own)})")
+                out.each.setdefault(key, {})[k] = own[k].check(v, f"methods.{key}.{k}")
         elif key in shared_allowed:
-            out.shared[key] = shared_allowed[key].check(value, f"condense.{key}")
+            out.shared[key] = shared_allowed[key].check(value, f"methods.{key}")
         else:
-            raise InputError(f"unknown config key condense.{key} (allowed: "
-                             f"{', '.join([*shared_allowed, *methods])})")
+            raise InputError(f"unknown config key methods.{key} (allowed: "
+                             f"{', '.join([*shared_allowed, *kinds])})")
     return out
 
 
@@ -234,22 +249,3 @@ def _check_strategies(strategies) -> list[str]:
     if len(set(strategies)) != len(strategies):
         raise InputError("strategies lists a strategy twice")
     return list(strategies)
-
-
-def check_split(cfg: CLConfig, num_classes: int) -> None:
-    """Check experiences/first_experience_classes and memory.mem_size against the data's number
-    of classes (before any training, so a run never stops half-way on them)."""
-    mem_size = cfg.memory.mem_size
-    if mem_size is not None and mem_size < num_classes:
-        raise InputError(f"memory.mem_size {mem_size} is smaller than the data's {num_classes} classes: "
-                         "each class needs at least one image")
-    first, n = cfg.first_experience_classes, cfg.experiences
-    if first is None:
-        if n > num_classes:
-            raise InputError(f"experiences is {n} but the data has only {num_classes} classes")
-        return
-    if n < 2:
-        raise InputError("first_experience_classes needs experiences >= 2")
-    if first >= num_classes or num_classes - first < n - 1:
-        raise InputError(f"first_experience_classes {first} leaves {num_classes - first} classes "
-                         f"for the other {n - 1} experiences")

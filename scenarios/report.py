@@ -74,9 +74,9 @@ def margins(results: list[dict]) -> list[dict]:
     memory is ahead, and the verdict: `ahead` or `behind` only when every seed agrees and the mean
     exceeds the std of the differences, else `tie` (within the spread). This is the comparison
     a condensed memory exists for, so the report states it instead of leaving it to the reader."""
-    from .strategies import MEMORY_METHODS
+    from .strategies import STRATEGY_METHODS
 
-    condensed = {s for s, (kind, _) in MEMORY_METHODS.items() if kind == "condense"}
+    condensed = {s for s, (kind, _) in STRATEGY_METHODS.items() if kind == "condense"}
     final = {}
     for r in with_metrics(results):
         if r.get("memory_images"):
@@ -185,7 +185,7 @@ def _markdown(cfg: dict, summary: dict, pairs: list[dict], results: list[dict], 
         f"(the condensed and selected memories replay it as `{cfg['memory']['replay_mode']}`; replay is Avalanche's "
         f"ReplayPlugin, gdumb Avalanche's GDumb, both with class-balanced random storage); "
         f"{_knowledge(cfg['memory'])}; "
-        f"memory methods' settings {cfg['condense'] or 'their memory presets'}; "
+        f"settings of the methods that build memories {cfg['methods'] or 'their memory presets'}; "
         f"device {first['device']}.", "",
         "Final accuracy: on the test images of all classes after the last experience; average "
         "incremental: the mean of the accuracies on the classes seen after each experience; forgetting "

@@ -19,16 +19,17 @@ from functools import partial
 
 import torch
 
-from condense_core import ImageData, InputError, build_model, load_data
+from condense_core import ImageData, InputError, build_model, load_data, make_method
 from condense_core.networks import check_fits, reinitialize
+from condense_core.reduced import ReducedSet
 from condense_core.runtime import make_generator, resolve_device
 from condense_core.sweep import Layout, Sweep, run
-from condense_core.reduced import ReducedSet
+from dcapps.glossary import RENAMED_KEYS
 
 from .benchmarks import class_order, experience_sizes, make_benchmark
-from .config import CLConfig, check_split, validate
+from .config import CLConfig, model_options, validate
 from .quiet import other_libraries_quiet
-from .strategies import build_strategy, check_memory_methods
+from .strategies import STRATEGY_METHODS, build_strategy
 
 
 def unit_key(strategy: str, seed: int) -> str:
@@ -41,21 +42,41 @@ def plan(cfg: CLConfig) -> dict[str, dict]:
 
 
 def open_run(cfg: CLConfig, out: str) -> Sweep:
-    """Check everything before the first unit starts: the data (with a test split), the split,
-    the model, every strategy's memory method with its settings, that `out` holds no other
-    config's results and that the units already there are whole; then add the config's units
-    to the folder's plan."""
+    """Check everything before the first unit starts: the data (with a test split), what of the
+    config depends on it (`check_against_data`), the device, that `out` holds no other config's
+    results and that the units already there are whole; then add the config's units to the
+    folder's plan."""
     data = load_data(cfg.data, cfg.root, cfg.download)
     data.check_test_split()
-    check_split(cfg, data.num_classes)
+    check_against_data(cfg, data)
     resolve_device(cfg.device)
-    new_model(cfg, data, cfg.seeds[0])  # a bad model option fails now, with its name
-    check_memory_methods(cfg, data)
     units = plan(cfg)
     sweep = Sweep(out, cfg.settings())
     sweep.plan(units, {"config": cfg.as_dict()})
-    sweep.results(list(units), unit_check(cfg))
+    sweep.results(list(units), unit_check(cfg.experiences))
     return sweep
+
+
+def check_against_data(cfg: CLConfig, data: ImageData) -> None:
+    """Check what of `cfg` depends on the data, so that a run never stops half-way on it: the
+    split into experiences, the memory's share per class, that the model fits the images, and
+    every strategy's method with its settings (the error names the config's key)."""
+    from dcapps.replay import PRESET, class_share
+
+    if cfg.memory.mem_size is not None:
+        class_share(cfg.memory.mem_size, data.num_classes, "memory.mem_size")
+    experience_sizes(data.num_classes, cfg.experiences, cfg.first_experience_classes)
+    try:
+        check_fits(cfg.model["name"], data.channels, data.image_size, data.spec, **model_options(cfg.model))
+    except InputError as e:
+        raise InputError(f"model: {e}") from None
+    for strategy in cfg.strategies:
+        if strategy in STRATEGY_METHODS:
+            kind, name = STRATEGY_METHODS[strategy]
+            try:
+                make_method(kind, name, PRESET, **cfg.method_settings(strategy), ipc=1, device="cpu").validate(data)
+            except InputError as e:
+                raise InputError(f"methods.{name} (strategy {strategy}): {e}") from None
 
 
 def run_config(cfg: CLConfig, out: str, layout: Layout = Layout(), tensorboard: bool = False,
@@ -65,7 +86,7 @@ def run_config(cfg: CLConfig, out: str, layout: Layout = Layout(), tensorboard: 
     the process that ran it."""
     sweep = open_run(cfg, out)
     return run(sweep, list(plan(cfg)), UnitWork(cfg, out, tensorboard), layout, cfg.device, announce,
-               unit_check(cfg))
+               unit_check(cfg.experiences))
 
 
 def finished(out: str, cfg: CLConfig | None = None) -> tuple[CLConfig, list[dict], list[str]]:
@@ -75,14 +96,14 @@ def finished(out: str, cfg: CLConfig | None = None) -> tuple[CLConfig, list[dict
     record = sweep.record()
     if cfg is None:
         units = list(record["units"].values())
-        config = record["info"].get("config")
         try:
+            config = {RENAMED_KEYS.get(k, k): v for k, v in record["info"]["config"].items()}  # older records too
             cfg = validate({**config, "strategies": list(dict.fromkeys(u["strategy"] for u in units)),
                             "seeds": list(dict.fromkeys(u["seed"] for u in units))})
-        except (InputError, TypeError, KeyError) as e:
+        except (InputError, TypeError, KeyError, AttributeError) as e:
             raise InputError(f"{sweep.file}: not the record of a cl run ({e})") from None
     keys = [unit_key(name, s) for s in cfg.seeds for name in cfg.strategies]
-    results = sweep.results(keys, unit_check(cfg))
+    results = sweep.results(keys, unit_check(cfg.experiences))
     return cfg, list(results.values()), [k for k in keys if k not in results]
 
 
@@ -109,8 +130,8 @@ UNIT_KEYS = {"strategy": str, "seed": int, "accuracy": list, "per_experience": l
              "memory_time_s": (int, float), "classes_per_experience": list, "device": str}
 
 
-def unit_check(cfg: CLConfig):
-    return partial(check_unit, experiences=cfg.experiences)
+def unit_check(experiences: int):
+    return partial(check_unit, experiences=experiences)
 
 
 def check_unit(path: str, unit: dict, params: dict, experiences: int) -> None:
@@ -126,14 +147,9 @@ def check_unit(path: str, unit: dict, params: dict, experiences: int) -> None:
                          "delete it to run the unit again, or give another --out")
 
 
-def new_model(cfg: CLConfig, data: ImageData, seed: int) -> torch.nn.Module:
-    """The config's model for `data`, initialised from `seed` (the same for every strategy)."""
-    opts = {k: v for k, v in cfg.model.items() if k != "name"}
-    try:
-        check_fits(cfg.model["name"], data.channels, data.image_size, data.spec, **opts)
-        net = build_model(cfg.model["name"], data.channels, data.num_classes, data.image_size, **opts)
-    except InputError as e:
-        raise InputError(f"model: {e}") from None
+def new_model(model: dict, data: ImageData, seed: int) -> torch.nn.Module:
+    """The config's `model:` for `data`, initialised from `seed` (the same for every strategy)."""
+    net = build_model(model["name"], data.channels, data.num_classes, data.image_size, **model_options(model))
     return reinitialize(net, make_generator(seed, "cpu", "model"))
 
 
@@ -149,7 +165,8 @@ def run_unit(cfg: CLConfig, data: ImageData, name: str, seed: int, out: str, dev
     with open(log_path, "w") as log:
         log.write(f"===== {name} seed {seed} =====\n")
         evaluator = make_evaluator(log, os.path.join(out, "tensorboard", f"{name}-seed{seed}") if tensorboard else None)
-        strategy = build_strategy(name, cfg, new_model(cfg, data, seed), data.num_classes, seed, evaluator, device)
+        strategy = build_strategy(name, new_model(cfg.model, data, seed), cfg.train, cfg.memory,
+                                  cfg.method_settings(name), data.num_classes, seed, evaluator, device)
         timer = CallbackTimer([p for p in strategy.plugins if p is not strategy.evaluator])
         t0, matrix = time.perf_counter(), []
         train_s = 0.0

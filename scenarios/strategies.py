@@ -13,27 +13,22 @@ images.
 """
 from __future__ import annotations
 
+from dataclasses import asdict
 from functools import partial
 from typing import Callable
 
 import torch
 
 # strategy -> the (kind, name) of the registered method that builds its memory; the YAML's
-# `condense.<name>` sections are these names
-MEMORY_METHODS = {"herding": ("select", "herding"), "dmreplay": ("condense", "dm"),
-                  "lcmatreplay": ("condense", "lcmat"), "idmreplay": ("condense", "idm"),
-                  "m3dreplay": ("condense", "m3d")}
+# `methods.<name>` sections are these names
+STRATEGY_METHODS = {"herding": ("select", "herding"), "dmreplay": ("condense", "dm"),
+                    "lcmatreplay": ("condense", "lcmat"), "idmreplay": ("condense", "idm"),
+                    "m3dreplay": ("condense", "m3d")}
 
 
-def memory_arguments(memory, num_classes: int) -> dict:
-    """What a memory strategy is given of the config's `memory:`: its budget (`ipc`, or
-    `mem_size` shared by the classes seen), its replay mode, the knowledge it keeps and what it
-    looks through."""
-    knowledge = {"replay_mode": memory.replay_mode, "knowledge": memory.knowledge, "alpha": memory.alpha,
-                 "beta": memory.beta, "embedding": memory.embedding}
-    if memory.ipc is not None:
-        return {"ipc": memory.ipc, "mem_size": None, **knowledge}
-    return {"ipc": max(1, memory.mem_size // num_classes), "mem_size": memory.mem_size, **knowledge}
+def memory_size(memory, num_classes: int) -> int:
+    """The images the memory holds in all: `ipc` for every class, or `mem_size`."""
+    return memory.ipc * num_classes if memory.ipc is not None else memory.mem_size
 
 
 def class_balanced_buffer(memory, num_classes: int):
@@ -41,68 +36,43 @@ def class_balanced_buffer(memory, num_classes: int):
     from avalanche.training.storage_policy import ClassBalancedBuffer
 
     if memory.ipc is not None:
-        return ClassBalancedBuffer(memory.ipc * num_classes, adaptive_size=False,
+        return ClassBalancedBuffer(memory_size(memory, num_classes), adaptive_size=False,
                                    total_num_classes=num_classes)
     return ClassBalancedBuffer(memory.mem_size, adaptive_size=True)
 
 
-def method_settings(cfg, strategy: str) -> dict:
-    """The settings of `strategy`'s memory method: the shared model, then what `condense:` gives."""
-    kind, name = MEMORY_METHODS[strategy]
-    return {"model": cfg.model["name"], "model_options": {k: v for k, v in cfg.model.items() if k != "name"},
-            **cfg.condense.options(kind, name)}
-
-
-def check_memory_methods(cfg, data) -> None:
-    """Fail before any training if a strategy's memory method is not registered, or does not take
-    the settings the config gives it, or cannot run on `data` (e.g. images too small for its
-    network): the error names the config's `condense.<method>` section."""
-    from condense_core import InputError, make_method
-
-    from dcapps.replay import PRESET
-
-    for name in cfg.strategies:
-        if name not in MEMORY_METHODS:
-            continue
-        kind, method = MEMORY_METHODS[name]
-        try:
-            make_method(kind, method, PRESET, **method_settings(cfg, name), ipc=1, device="cpu").validate(data)
-        except InputError as e:
-            raise InputError(f"condense.{method} (strategy {name}): {e}") from None
-
-
-def build_strategy(name: str, cfg, model: torch.nn.Module, num_classes: int, seed: int,
-                   evaluator, device: torch.device):
-    """The Avalanche strategy `name` for one run of `cfg` with `seed`."""
+def build_strategy(name: str, model: torch.nn.Module, train, memory, method_settings: dict, num_classes: int,
+                   seed: int, evaluator, device: torch.device):
+    """The Avalanche strategy `name` for one unit: `model` trained with `train` (`CLTrainSettings`),
+    the memory given by `memory` (`MemorySettings`), built by the strategy's method with
+    `method_settings` (if it has one), and `seed`."""
     from torch.nn import CrossEntropyLoss
 
-    t = cfg.train
-    on_memory_only = name == "gdumb" or (name in MEMORY_METHODS and cfg.memory.replay_mode == "gdumb")
-    epochs = t.memory_epochs if on_memory_only and t.memory_epochs is not None else t.epochs
-    optimizer = t.optimizer(model.parameters())
-    common = dict(model=model, optimizer=optimizer, criterion=CrossEntropyLoss(),
-                  train_mb_size=t.batch_size, train_epochs=epochs, eval_mb_size=512,
+    on_memory_only = name == "gdumb" or (name in STRATEGY_METHODS and memory.replay_mode == "gdumb")
+    epochs = train.memory_epochs if on_memory_only and train.memory_epochs is not None else train.epochs
+    common = dict(model=model, optimizer=train.optimizer(model.parameters()), criterion=CrossEntropyLoss(),
+                  train_mb_size=train.batch_size, train_epochs=epochs, eval_mb_size=512,
                   device=device, evaluator=evaluator, eval_every=-1)
-    return BUILDERS[name](cfg, common, num_classes, seed)
+    return BUILDERS[name](common, memory, num_classes, seed, method_settings)
 
 
-def _naive(cfg, common, num_classes, seed):
+def _naive(common, memory, num_classes, seed, method_settings):
     from avalanche.training.supervised import Naive
 
     return Naive(**common)
 
 
-def _joint(cfg, common, num_classes, seed):
+def _joint(common, memory, num_classes, seed, method_settings):
     from avalanche.training.supervised import JointTraining
 
     return JointTraining(**common)
 
 
-def _replay(cfg, common, num_classes, seed):
+def _replay(common, memory, num_classes, seed, method_settings):
     from avalanche.training.plugins import ReplayPlugin
     from avalanche.training.supervised import Naive
 
-    storage = class_balanced_buffer(cfg.memory, num_classes)
+    storage = class_balanced_buffer(memory, num_classes)
     return Naive(**common, plugins=[ReplayPlugin(storage.max_size, storage_policy=storage)])
 
 
@@ -117,54 +87,53 @@ class Embedding(torch.nn.Module):
         return self.net.embed(x)
 
 
-def _icarl(cfg, common, num_classes, seed):
+def _icarl(common, memory, num_classes, seed, method_settings):
     """iCaRL with `ipc` images of every class seen (or `mem_size` shared by them)."""
     from avalanche.training.supervised import ICaRL
 
     net = common.pop("model")
     common.pop("criterion")  # iCaRL trains with its own distillation loss
-    per_class = cfg.memory.ipc is not None
+    per_class = memory.ipc is not None
     return ICaRL(**common, feature_extractor=Embedding(net), classifier=net.classifier,
-                 memory_size=cfg.memory.ipc if per_class else cfg.memory.mem_size, buffer_transform=None,
+                 memory_size=memory.ipc if per_class else memory.mem_size, buffer_transform=None,
                  fixed_memory=not per_class)
 
 
-def _der(cfg, common, num_classes, seed):
+def _der(common, memory, num_classes, seed, method_settings):
     """DER with a class-balanced memory of `ipc` x classes (or `mem_size`) images and their logits."""
     from avalanche.training.supervised import DER
 
-    size = cfg.memory.ipc * num_classes if cfg.memory.ipc is not None else cfg.memory.mem_size
-    return DER(**common, mem_size=size)
+    return DER(**common, mem_size=memory_size(memory, num_classes))
 
 
-def _gdumb(cfg, common, num_classes, seed):
+def _gdumb(common, memory, num_classes, seed, method_settings):
     from avalanche.training.supervised import GDumb
 
-    storage = class_balanced_buffer(cfg.memory, num_classes)
+    storage = class_balanced_buffer(memory, num_classes)
     strategy = GDumb(**common, mem_size=storage.max_size)
     plugin = next(p for p in strategy.plugins if hasattr(p, "storage_policy"))
     plugin.storage_policy = storage  # same per-class memory as the other strategies
     return strategy
 
 
-def _memory_plugin(cfg, common, num_classes, seed, strategy: str):
-    """Naive + ReducedSetReplayPlugin with the strategy's memory method (herding: a selector)."""
+def _memory_plugin(common, memory, num_classes, seed, method_settings, strategy: str):
+    """Naive + ReducedSetReplayPlugin with the strategy's method (herding: a selector)."""
     from avalanche.training.supervised import Naive
 
     from dcapps.replay import ReducedSetReplayPlugin
 
-    kind, name = MEMORY_METHODS[strategy]
-    plugin = ReducedSetReplayPlugin(**memory_arguments(cfg.memory, num_classes), method=name, kind=kind,
-                                    method_settings=method_settings(cfg, strategy), seed=seed)
+    kind, method = STRATEGY_METHODS[strategy]
+    plugin = ReducedSetReplayPlugin(**asdict(memory), method=method, kind=kind, method_settings=method_settings,
+                                    seed=seed)
     return Naive(**common, plugins=[plugin])
 
 
-def _dmreplay(cfg, common, num_classes, seed, strategy: str):
+def _dmreplay(common, memory, num_classes, seed, method_settings, strategy: str):
     """DMReplay: a memory condensed per experience, replayed as mix or GDumb-style."""
     from dcapps.replay import DMReplay
 
-    return DMReplay(**common, **memory_arguments(cfg.memory, num_classes), method=MEMORY_METHODS[strategy][1],
-                    method_settings=method_settings(cfg, strategy), seed=seed)
+    return DMReplay(**common, **asdict(memory), method=STRATEGY_METHODS[strategy][1], method_settings=method_settings,
+                    seed=seed)
 
 
 BUILDERS: dict[str, Callable] = {

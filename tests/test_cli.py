@@ -33,9 +33,9 @@ def test_condense_select_evaluate_end_to_end(tmp_path, capsys):
     assert code == 0, err
     res = last_json(out)
     assert res["images"] == 20 and os.path.exists(res["png"])
-    syn = ReducedSet.load(str(dm_out))
-    assert syn.meta["method"] == "dm" and syn.meta["iterations"] == 5 and syn.meta["seed"] == 3
-    assert syn.meta["batch_real"] == 32 and syn.meta["data"] == "digits"
+    reduced = ReducedSet.load(str(dm_out))
+    assert reduced.meta["method"] == "dm" and reduced.meta["iterations"] == 5 and reduced.meta["seed"] == 3
+    assert reduced.meta["batch_real"] == 32 and reduced.meta["data"] == "digits"
 
     code, out, err = run_cli(capsys, "select", "--data", "digits", "--method", "herding", "--ipc", 2,
                              "--selection-epochs", 1, "--out", sel_out, *TINY)

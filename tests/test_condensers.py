@@ -33,9 +33,9 @@ def test_a_factor_one_set_trains_on_its_stored_images_and_a_factor_two_set_on_fo
     plain = make_method("select", "random", ipc=2, seed=0).condense(digits)
     x, y = plain.for_data(digits)
     assert torch.equal(x, plain.images) and torch.equal(y, plain.labels)
-    syn = make_method("condense", "dm", ipc=1, iterations=1, factor=2, **TINY).condense(digits)
-    x, y = syn.for_data(digits)
-    assert syn.images.shape == (10, 1, 8, 8) and x.shape == (40, 1, 8, 8) and syn.meta["factor"] == 2
+    reduced = make_method("condense", "dm", ipc=1, iterations=1, factor=2, **TINY).condense(digits)
+    x, y = reduced.for_data(digits)
+    assert reduced.images.shape == (10, 1, 8, 8) and x.shape == (40, 1, 8, 8) and reduced.meta["factor"] == 2
     assert y.tolist() == [c for c in range(10) for _ in range(4)]
 
 
@@ -53,8 +53,9 @@ def test_each_method_lowers_its_loss_under_a_fixed_network(digits, name):
     fixed = {"queue_size": 1, "refresh_every": 10 ** 6, "train_nets": 0}
     method = make_method("condense", name, ipc=2, iterations=40, init="noise", dsa=False, lr_img=5.0,
                          **TINY, **fixed)
-    syn = method.condense(digits.subset([0, 1, 2]))
-    assert syn.meta["loss_last"] < 0.7 * syn.meta["loss_first"], (syn.meta["loss_first"], syn.meta["loss_last"])
+    reduced = method.condense(digits.subset([0, 1, 2]))
+    first, last = reduced.meta["loss_first"], reduced.meta["loss_last"]
+    assert last < 0.7 * first, (first, last)
 
 
 def test_idm_queue_is_drawn_from_the_seed(digits):
@@ -65,7 +66,7 @@ def test_idm_queue_is_drawn_from_the_seed(digits):
         engine = Engine(method, data, CPU)
         for _ in range(5):
             engine.step()
-        return engine.result()[0], engine.resources.state()
+        return engine.result()[0], engine.run_state.state_dict()
 
     (a, qa), (b, qb), (c, _) = run(0), run(0), run(1)
     assert torch.equal(a, b) and not torch.equal(a, c)

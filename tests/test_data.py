@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from condense_core import InputError, load_data
+from condense_core.settings import flag_name
 
 
 def test_digits_split_is_fixed_and_normalised(digits):
@@ -77,7 +78,9 @@ def test_bad_specs(tmp_path):
 
 
 def test_torchvision_never_downloads_unless_asked(tmp_path):
-    with pytest.raises(InputError, match="--download"):
+    with pytest.raises(InputError, match="allow download to fetch it, or give root the folder"):
         load_data("mnist", root=str(tmp_path))
+    with pytest.raises(InputError, match="allow --download to fetch it, or give --root the folder"):
+        load_data("mnist", root=str(tmp_path), spell=flag_name)  # the command line's words
     assert os.listdir(tmp_path) in ([], ["MNIST"]) and not any(
         f for _, _, fs in os.walk(tmp_path) for f in fs)

@@ -32,7 +32,7 @@ TINY_DM = ["--ipc", "1", "--iterations", "4", "--batch-real", "8", "--model-opti
            "--device", "cpu", "--quiet"]
 TINY_CL = {"data": "digits", "experiences": 2, "seeds": [0], "model": {"name": "ConvNet", "width": 8, "depth": 1},
            "train": {"epochs": 1, "batch_size": 128}, "memory": {"ipc": 1},
-           "condense": {"iterations": 2, "batch_real": 8}, "strategies": ["naive", "dmreplay"]}
+           "methods": {"iterations": 2, "batch_real": 8}, "strategies": ["naive", "dmreplay"]}
 
 
 def condense(out, *extra, data="digits", method="dm"):
@@ -148,8 +148,8 @@ def test_nan_and_inf_settings_are_refused_naming_the_flag(tmp_path, capsys, set_
 
 @pytest.mark.parametrize("changes, key", [
     ({"train": {"epochs": 1, "lr": float("nan")}}, "train.lr"),
-    ({"condense": {"dm": {"lr_img": float("inf")}}}, "condense.dm.lr_img"),
-    ({"condense": {"momentum": float("nan")}}, "condense.momentum"),
+    ({"methods": {"dm": {"lr_img": float("inf")}}}, "methods.dm.lr_img"),
+    ({"methods": {"momentum": float("nan")}}, "methods.momentum"),
 ])
 def test_nan_and_inf_in_a_config_are_refused_naming_the_key(tmp_path, capsys, changes, key):
     refused(capsys, ["cl", "run", write_yaml(tmp_path, **changes), "--out", tmp_path / "out"], key)
@@ -299,8 +299,8 @@ def test_bad_strategy_options_stop_a_cl_run_before_its_first_unit(tmp_path, caps
     from scenarios import runner
 
     monkeypatch.setattr(runner, "run_unit", lambda *a, **k: pytest.fail("a unit started"))
-    refused(capsys, ["cl", "run", write_yaml(tmp_path, condense={"dm": {"lr_img": -1}}), "--out", tmp_path / "o"],
-            "condense.dm.lr_img")
+    refused(capsys, ["cl", "run", write_yaml(tmp_path, methods={"dm": {"lr_img": -1}}), "--out", tmp_path / "o"],
+            "methods.dm.lr_img")
     small = tmp_path / "small.npz"  # 4x4 images: the config's ConvNet-3 cannot look at them
     npz(small, random_images(40, 4), np.repeat(np.arange(2), 20))
     config = write_yaml(tmp_path, data=str(small), experiences=1, model={"name": "ConvNet", "width": 8, "depth": 3})

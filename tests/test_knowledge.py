@@ -207,7 +207,7 @@ def test_memory_bytes_count_the_logits(tmp_path):
 
     config = {"data": "digits", "experiences": 2, "seeds": [0], "model": {"name": "ConvNet", "width": 8, "depth": 1},
               "train": {"epochs": 1, "batch_size": 64}, "memory": {"ipc": 1, "knowledge": "logits"},
-              "condense": {"iterations": 2, "batch_real": 8}, "strategies": ["dmreplay", "der"]}
+              "methods": {"iterations": 2, "batch_real": 8}, "strategies": ["dmreplay", "der"]}
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump(config))
     assert main(["cl", "run", str(path), "--out", str(tmp_path / "o"), "--quiet"]) == 0

@@ -102,14 +102,14 @@ def test_lcmat_is_registered_as_both_kinds():
 
 def test_selector_returns_ipc_distinct_real_images_per_class(digits):
     data = digits.subset([0, 3, 8])
-    syn = make_method("select", "lcmat", ipc=4, k=20, selection_epochs=1, **SMALL).condense(data)
-    idx = torch.tensor(syn.meta["indices"])
-    assert len(set(idx.tolist())) == 12 and syn.labels.tolist() == [0] * 4 + [3] * 4 + [8] * 4
-    assert torch.equal(syn.images, data.x_train[idx]) and torch.equal(syn.labels, data.y_train[idx])
-    assert syn.meta["method"] == "lcmat" and syn.meta["k"] == 20 and syn.meta["eps"] == 0.01
-    assert syn.meta["objective"] == "mean"
+    selected = make_method("select", "lcmat", ipc=4, k=20, selection_epochs=1, **SMALL).condense(data)
+    idx = torch.tensor(selected.meta["indices"])
+    assert len(set(idx.tolist())) == 12 and selected.labels.tolist() == [0] * 4 + [3] * 4 + [8] * 4
+    assert torch.equal(selected.images, data.x_train[idx]) and torch.equal(selected.labels, data.y_train[idx])
+    assert selected.meta["method"] == "lcmat" and selected.meta["k"] == 20 and selected.meta["eps"] == 0.01
+    assert selected.meta["objective"] == "mean"
     fl = make_method("select", "lcmat", ipc=4, k=20, selection_epochs=1, objective="facility", **SMALL).condense(data)
-    assert len(set(fl.meta["indices"])) == 12 and fl.labels.tolist() == syn.labels.tolist()
+    assert len(set(fl.meta["indices"])) == 12 and fl.labels.tolist() == selected.labels.tolist()
 
 
 @pytest.mark.parametrize("pool_size", [0, 1])

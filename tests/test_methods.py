@@ -31,31 +31,44 @@ def fixed_net_loss(method, data, syn_x, nets=6):
     return total / nets
 
 
+class Drawn:
+    """A run state (`condense_core.hooks.RunState`): whether the network was drawn yet."""
+
+    def __init__(self):
+        self.done = False
+
+    def state_dict(self) -> dict:
+        return {"done": self.done}
+
+    def load_state_dict(self, saved: dict) -> None:
+        self.done = saved["done"]
+
+
 class FixedNetDM(DM):
     """DM whose embedding network is drawn once: its loss must then fall steadily."""
 
     def start(self, data, device):
-        return {"drawn": False}  # run state, handed back to every iteration
+        return Drawn()  # handed back to every iteration
 
-    def sample_network(self, net, resources, generator):
-        if not resources["drawn"]:
-            super().sample_network(net, resources, generator)
-            resources["drawn"] = True
+    def sample_network(self, net, drawn, generator):
+        if not drawn.done:
+            super().sample_network(net, drawn, generator)
+            drawn.done = True
 
 
 def test_dm_loss_decreases_under_one_network(digits):
-    syn = FixedNetDM(ipc=2, iterations=60, batch_real=64, init="noise", dsa=False, seed=0, **SMALL).condense(digits)
-    assert syn.meta["loss_last"] < 0.6 * syn.meta["loss_first"]
+    reduced = FixedNetDM(ipc=2, iterations=60, batch_real=64, init="noise", dsa=False, seed=0, **SMALL).condense(digits)
+    assert reduced.meta["loss_last"] < 0.6 * reduced.meta["loss_first"]
 
 
 def test_dm_lowers_loss_under_unseen_random_networks(digits):
     cfg = dict(ipc=2, batch_real=64, lr_img=10.0, init="noise", dsa=False, seed=0, **SMALL)
     dm = make_method("condense", "dm", iterations=100, **cfg)
-    syn = dm.condense(digits)
+    reduced = dm.condense(digits)
     init = make_method("condense", "dm", iterations=1, **{**cfg, "lr_img": 1e-9}).condense(digits)
-    assert syn.images.shape == (20, 1, 8, 8) and syn.labels.tolist() == sorted(syn.labels.tolist())
-    assert fixed_net_loss(dm, digits, syn.images) < 0.95 * fixed_net_loss(dm, digits, init.images)
-    assert syn.meta["method"] == "dm" and syn.meta["iterations"] == 100 and syn.meta["seed"] == 0
+    assert reduced.images.shape == (20, 1, 8, 8) and reduced.labels.tolist() == sorted(reduced.labels.tolist())
+    assert fixed_net_loss(dm, digits, reduced.images) < 0.95 * fixed_net_loss(dm, digits, init.images)
+    assert reduced.meta["method"] == "dm" and reduced.meta["iterations"] == 100 and reduced.meta["seed"] == 0
 
 
 def test_dm_is_deterministic_and_seeded(digits):
@@ -68,8 +81,8 @@ def test_dm_is_deterministic_and_seeded(digits):
 def test_dm_with_batchnorm_and_noise_init(digits):
     dm = make_method("condense", "dm", ipc=1, iterations=3, init="noise", dsa=False,
                      model_options={"width": 8, "norm": "batchnorm"}, device="cpu")
-    syn = dm.condense(digits.subset([1, 4]))
-    assert syn.labels.tolist() == [1, 4] and torch.isfinite(syn.images).all()
+    reduced = dm.condense(digits.subset([1, 4]))
+    assert reduced.labels.tolist() == [1, 4] and torch.isfinite(reduced.images).all()
 
 
 def test_dm_herding_init_starts_from_herdings_picks_and_moves_them(digits):
@@ -86,11 +99,11 @@ def test_dm_herding_init_starts_from_herdings_picks_and_moves_them(digits):
 def test_selectors_pick_distinct_real_images(digits, name):
     cfg = {"selection_epochs": 1} if name != "random" else {}
     sel = make_method("select", name, ipc=5, seed=0, **SMALL, **cfg)
-    syn = sel.condense(digits)
-    idx = torch.tensor(syn.meta["indices"])
+    reduced = sel.condense(digits)
+    idx = torch.tensor(reduced.meta["indices"])
     assert len(idx) == 50 and len(set(idx.tolist())) == 50
-    assert torch.equal(syn.images, digits.x_train[idx]) and torch.equal(syn.labels, digits.y_train[idx])
-    assert torch.bincount(syn.labels).tolist() == [5] * 10
+    assert torch.equal(reduced.images, digits.x_train[idx]) and torch.equal(reduced.labels, digits.y_train[idx])
+    assert torch.bincount(reduced.labels).tolist() == [5] * 10
 
 
 def test_herding_mean_is_closer_than_random(digits):
@@ -99,7 +112,7 @@ def test_herding_mean_is_closer_than_random(digits):
     net = h.trained_network(digits, torch.device("cpu"))
     f = h.features(net.embed, digits.x_train, torch.device("cpu"))
     cls = digits.class_indices()[3]
-    picked = cls[h.select_class(f[cls])]
+    picked = cls[h.select_class(f[cls], net, 3)]
     rand = cls[torch.randperm(len(cls), generator=torch.Generator().manual_seed(0))[:5]]
     gap = lambda idx: (f[idx].mean(0) - f[cls].mean(0)).norm()  # noqa: E731
     assert gap(picked) < gap(rand)
@@ -121,8 +134,8 @@ def test_bad_settings(digits, kind, name, cfg, message):
 
 
 def test_noise_init_may_exceed_class_size(digits):
-    syn = DM(ipc=130, iterations=1, init="noise", **SMALL).condense(digits.subset([0]))
-    assert len(syn) == 130
+    reduced = DM(ipc=130, iterations=1, init="noise", **SMALL).condense(digits.subset([0]))
+    assert len(reduced) == 130
 
 
 def test_unknown_method():

@@ -37,10 +37,12 @@ def test_default_convnet_is_the_papers():
 def test_bad_options():
     with pytest.raises(InputError, match="unknown model"):
         build_model("VGG", 1, 10, (8, 8))
-    with pytest.raises(InputError, match="unknown norm"):
+    with pytest.raises(InputError, match="norm must be one of none, batchnorm"):
         build_model("ConvNet", 1, 10, (8, 8), norm="weird")
-    with pytest.raises(InputError, match="bad option"):
+    with pytest.raises(InputError, match="unknown setting colour of model ConvNet"):
         build_model("ConvNet", 1, 10, (8, 8), colour="red")
+    with pytest.raises(InputError, match="width must be an integer >= 1, got 2.0"):
+        build_model("MLP", 1, 10, (8, 8), width=2.0)
 
 
 def test_reinitialize_is_seeded():

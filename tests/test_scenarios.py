@@ -13,7 +13,7 @@ from scenarios.config import CONFIG_DIR, load_config
 TINY = {"data": "digits", "experiences": 2, "seeds": [0],
         "model": {"name": "ConvNet", "width": 8, "depth": 1},
         "train": {"epochs": 3, "batch_size": 128}, "memory": {"ipc": 3},
-        "condense": {"iterations": 3, "batch_real": 16},
+        "methods": {"iterations": 3, "batch_real": 16},
         "strategies": ["naive", "replay", "dmreplay", "joint"]}
 
 
@@ -58,7 +58,8 @@ def test_builtin_configs_are_valid(name):
     ({"experiences": 11}, ["experiences", "10 classes"]),
     ({"memory": {"mem_size": 6}}, ["memory.mem_size", "10 classes"]),
     ({"model": {"name": "ConvNet", "widht": 8}}, ["model.widht"]),
-    ({"condense": {"lcmat": {"pool": 1}}}, ["condense.lcmat.pool"]),
+    ({"methods": {"lcmat": {"pool": 1}}}, ["methods.lcmat.pool"]),
+    ({"condense": {"iterations": 3}}, ["condense is renamed methods"]),
 ])
 def test_bad_config_is_rejected_with_the_key_name(tmp_path, capsys, changes, words):
     out = tmp_path / "out"
@@ -216,8 +217,9 @@ def test_memory_epochs_train_only_the_models_trained_on_the_memory_only(tmp_path
     expected = {"gdumb": 7, "herding": 7 if mode == "gdumb" else 3, "dmreplay": 7 if mode == "gdumb" else 3,
                 "replay": 3, "icarl": 3, "der": 3, "naive": 3}
     for name, epochs in expected.items():
-        model = runner.new_model(cfg, digits, 0)
-        strategy = build_strategy(name, cfg, model, 10, 0, EvaluationPlugin(loggers=[]), torch.device("cpu"))
+        model = runner.new_model(cfg.model, digits, 0)
+        strategy = build_strategy(name, model, cfg.train, cfg.memory, cfg.method_settings(name), 10, 0,
+                                  EvaluationPlugin(loggers=[]), torch.device("cpu"))
         assert strategy.train_epochs == epochs, name
 
 
@@ -236,3 +238,15 @@ def test_data_flag_runs_the_same_config_on_other_data(tmp_path, capsys, digits_n
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "nowhere.npz" in err
     assert not (tmp_path / "o2" / "units").exists()
+
+
+def test_a_record_written_before_the_glossary_renames_is_read_with_the_new_names(tmp_path):
+    """`cl report` on a folder whose record still says `condense:` reads it as `methods:`."""
+    from condense_core.sweep import Sweep
+
+    cfg = load_config(write_config(tmp_path))
+    old = {("condense" if k == "methods" else k): v for k, v in cfg.as_dict().items()}
+    Sweep(str(tmp_path / "out"), cfg.settings()).plan(runner.plan(cfg), {"config": old})
+    read, results, missing = runner.finished(str(tmp_path / "out"))
+    assert read.methods == cfg.methods and read.methods.shared == {"iterations": 3, "batch_real": 16}
+    assert results == [] and missing == list(runner.plan(cfg))

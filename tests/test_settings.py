@@ -14,11 +14,11 @@ from condense_core.registry import method_class, methods
 from condense_core.settings import Setting, check, settings_of
 from dcapps.cli import build_parser, main
 from dcapps.cli.common import given_settings
-from scenarios.strategies import MEMORY_METHODS
+from scenarios.strategies import STRATEGY_METHODS
 
 CONDENSERS = methods("condense")
 OWN = [(name, s) for name, cls in CONDENSERS.items() for s in settings_of(cls).values() if not s.rule.common]
-STRATEGY = {name: strategy for strategy, (kind, name) in MEMORY_METHODS.items() if kind == "condense"}
+STRATEGY = {name: strategy for strategy, (kind, name) in STRATEGY_METHODS.items() if kind == "condense"}
 
 
 def other_value(s: Setting):
@@ -71,11 +71,12 @@ def test_the_same_key_works_as_flag_yaml_key_and_dmreplay_option(method, s):
     args = build_parser(argv).parse_args(argv)
     assert given_settings(CONDENSERS[method], args, method)[s.name] == value
 
-    for condense in ({method: {s.name: value}}, {s.name: value}):  # the method's own key, the shared one
-        cfg = validate({"data": "digits", "condense": condense})
+    for methods in ({method: {s.name: value}}, {s.name: value}):  # the method's own key, the shared one
+        cfg = validate({"data": "digits", "methods": methods})
         model = build_model("ConvNet", 1, 10, (8, 8), width=8)
-        strategy = build_strategy(STRATEGY[method], cfg, model, 10, 0, default_evaluator, torch.device("cpu"))
-        assert getattr(strategy.memory.method_for(2, "cpu"), s.name) == value, condense
+        strategy = build_strategy(STRATEGY[method], model, cfg.train, cfg.memory, cfg.method_settings(STRATEGY[method]),
+                                  10, 0, default_evaluator, torch.device("cpu"))
+        assert getattr(strategy.memory.method_for(2, "cpu"), s.name) == value, methods
 
     assert getattr(ReducedSetBuffer(method=method, method_settings={s.name: value}).method_for(2, "cpu"), s.name) == value
 
@@ -87,10 +88,10 @@ def test_errors_name_the_setting_in_the_callers_words(tmp_path, capsys):
                  "--out", str(tmp_path / "x.pt")]) == 2
     assert "--lr-img must be a finite number > 0, got nan" in capsys.readouterr().err
     assert not (tmp_path / "x.pt").exists()
-    with pytest.raises(InputError, match="condense.dm.lr_img must be a finite number > 0"):
-        validate({"data": "digits", "condense": {"dm": {"lr_img": float("nan")}}})
-    with pytest.raises(InputError, match="condense.lr_img must be"):
-        validate({"data": "digits", "condense": {"lr_img": -1}})
+    with pytest.raises(InputError, match="methods.dm.lr_img must be a finite number > 0"):
+        validate({"data": "digits", "methods": {"dm": {"lr_img": float("nan")}}})
+    with pytest.raises(InputError, match="methods.lr_img must be"):
+        validate({"data": "digits", "methods": {"lr_img": -1}})
     with pytest.raises(InputError, match="train.lr must be a finite number > 0"):
         validate({"data": "digits", "train": {"lr": float("inf")}})
     with pytest.raises(InputError, match="^lr_img must be a finite number > 0"):

@@ -19,7 +19,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = {"data": "digits", "experiences": 2, "seeds": [0, 1],
         "model": {"name": "ConvNet", "width": 8, "depth": 1},
         "train": {"epochs": 6, "batch_size": 128}, "memory": {"ipc": 3},
-        "condense": {"iterations": 2, "batch_real": 16, "init": "real"},
+        "methods": {"iterations": 2, "batch_real": 16, "init": "real"},
         "strategies": ["naive", "replay", "dmreplay"]}
 UNITS = sorted(f"{s}-seed{i}.json" for s in TINY["strategies"] for i in TINY["seeds"])
 

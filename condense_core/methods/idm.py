@@ -29,8 +29,8 @@ from .dm import DM
 
 
 class NetworkQueue:
-    """The run's networks (each with its SGD state and last training accuracy), and which one the
-    current iteration uses."""
+    """IDM's run state: the run's networks (each with its SGD state and last training accuracy),
+    and which one the current iteration uses."""
 
     def __init__(self, method: "IDM", data: ImageData, device: torch.device):
         self.method, self.data, self.device = method, data, device
@@ -67,21 +67,22 @@ class NetworkQueue:
                 opt.step()
                 self.accuracy[i] = (logits.detach().argmax(1) == y).float().mean()
 
-    def state(self) -> dict:
+    def state_dict(self) -> dict:
         return {"nets": [net.state_dict() for net in self.nets],
                 "optimizers": [opt.state_dict() for opt in self.optimizers],
                 "accuracy": torch.stack(self.accuracy).cpu() if self.accuracy else torch.zeros(0),
                 "iteration": self.iteration, "current": self.current}
 
-    def load(self, state: dict, generator: torch.Generator) -> None:
-        while len(self.nets) < len(state["nets"]):  # structure only: the weights come next
+    def load_state_dict(self, saved: dict) -> None:
+        generator = self.method.generator(self.device, "queue")  # draws the structure; the weights come next
+        while len(self.nets) < len(saved["nets"]):
             self.push(generator)
-        del self.nets[len(state["nets"]):], self.optimizers[len(state["nets"]):]
-        for net, opt, net_state, opt_state in zip(self.nets, self.optimizers, state["nets"], state["optimizers"]):
+        del self.nets[len(saved["nets"]):], self.optimizers[len(saved["nets"]):]
+        for net, opt, net_state, opt_state in zip(self.nets, self.optimizers, saved["nets"], saved["optimizers"]):
             net.load_state_dict(net_state)
             opt.load_state_dict(opt_state)
-        self.accuracy = [a.to(self.device) for a in state["accuracy"]]
-        self.iteration, self.current = int(state["iteration"]), int(state["current"])
+        self.accuracy = [a.to(self.device) for a in saved["accuracy"]]
+        self.iteration, self.current = int(saved["iteration"]), int(saved["current"])
 
 
 @register("condense", "idm")
@@ -116,7 +117,7 @@ class IDM(DM):
             queue.push(g)
         return queue
 
-    def sample_network(self, net, queue, generator):
+    def sample_network(self, net, queue: NetworkQueue | None, generator):
         """A queue network's weights, drawn at random (DM's fresh random weights without a queue)."""
         if queue is None:
             return super().sample_network(net, queue, generator)
@@ -131,21 +132,15 @@ class IDM(DM):
         ce = F.cross_entropy(logits, torch.full((len(emb),), label, device=emb.device), reduction="sum")
         return [emb.sum(0), ce]
 
-    def match_loss(self, real, syn, queue):
+    def match_loss(self, real, syn, queue: NetworkQueue | None):
         """DM's gap plus `ce_weight` x accuracy x the synthetic images' mean cross-entropy."""
         gap = ((real[0] - syn[0]) ** 2).sum()
         if queue is None or self.ce_weight == 0:
             return gap
         return gap + self.ce_weight * queue.accuracy[queue.current] * syn[1]
 
-    def end_iteration(self, queue, generator):
+    def end_iteration(self, queue: NetworkQueue | None, generator):
+        """The queue's training after the image update."""
         if queue is not None:
             queue.train(generator)
             queue.iteration += 1
-
-    def resources_state(self, queue):
-        return None if queue is None else queue.state()
-
-    def load_resources(self, queue, state):
-        if queue is not None:
-            queue.load(state, self.generator(queue.device, "queue"))

@@ -17,9 +17,7 @@ never from per-sample gradients.
   greedy facility location with similarity max - ||g_i - g_j||_2 - eps * ||h_i - h_j||_1; it
   bounds the gap only when each pick is weighted by the samples it covers (as in CRAIG), and
   unweighted, in a network that already fits most of the class (small gradients), it spends most
-  picks on the few high-loss samples far from the rest (issue 21: on Fashion-MNIST 300/class,
-  IPC 10, about half its picks are misclassified by the selection network, against 17% of
-  random picks, and the set trains below random).
+  picks on the few high-loss samples far from the rest (the README's LCMat section measures it).
 - `LCMatC` (`condense --method lcmat`): DM plus, per class, rho times the squared gap of the
   mean last-layer gradient and rho^2/2 times the squared gap of the mean Hessian diagonal between
   the real batch and the synthetic images (rho = 0 is DM); the network of each iteration is drawn
@@ -152,24 +150,32 @@ class LCMatS(TrainedSelector):
                                      "by the subset's plain mean; facility: the paper's facility location",
                              choices=OBJECTIVES)
 
-    def select(self, data, device, embedding=None):
-        """LCMat-S looks through its own trained network (it needs its classifier too)."""
-        net = self.trained_network(data, device)
-        out = []
-        for c, idx in sorted(data.class_indices().items()):
-            f = self.features(net.embed, data.x_train[idx], device)
-            out.append(idx[self.select_class(net.classifier, f, c).cpu()])
-        return torch.cat(out)
+    takes_embedding: ClassVar[bool] = False  # it reads its own network's classifier too
 
     @torch.no_grad()
-    def select_class(self, classifier: torch.nn.Linear, f: torch.Tensor, label: int) -> torch.Tensor:
-        """Positions (within the class) of the `ipc` samples picked from features `f`."""
-        a, u, q, v = head_factors(classifier, f, torch.full((len(f),), label, device=f.device))
+    def select_class(self, f, net, label):
+        """Positions (within the class) of the `ipc` samples picked from features `f` and the
+        classifier of `net`."""
+        a, u, q, v = head_factors(net.classifier, f, torch.full((len(f),), label, device=f.device))
         h = top_variance_hessian(q, v, self.k)
         if self.objective == "mean":
             return mean_matching(a, u, h, self.eps, self.ipc)
         dist = curvature_distances(a, u, h, self.eps)
         return facility_location(dist.max() - dist, self.ipc)
+
+
+class NetworkPool:
+    """LCMat-C's run state: the briefly trained networks an iteration draws from. Nothing of it
+    changes during a run, so a checkpoint keeps none of it: a resumed run trains it again, the same."""
+
+    def __init__(self, networks: list[torch.nn.Module]):
+        self.networks = networks
+
+    def state_dict(self) -> None:
+        return None
+
+    def load_state_dict(self, saved: dict) -> None:
+        """Never called: `state_dict` keeps nothing."""
 
 
 @register("condense", "lcmat")
@@ -184,9 +190,9 @@ class LCMatC(DM):
 
     graph_safe: ClassVar[bool] = False
 
-    def start(self, data: ImageData, device: torch.device) -> list[torch.nn.Module]:
+    def start(self, data: ImageData, device: torch.device) -> NetworkPool:
         """The run's pool of trained networks (built once per run, never kept on the method)."""
-        return self.pool(data, device)
+        return NetworkPool(self.pool(data, device))
 
     def pool(self, data: ImageData, device: torch.device) -> list[torch.nn.Module]:
         """The `pool_size` trained networks; under torch.distributed rank r trains members
@@ -205,21 +211,21 @@ class LCMatC(DM):
                           self.progress, desc=f"pool net {i + 1}/{self.pool_size}")
         return net.requires_grad_(False)
 
-    def sample_network(self, net, resources, generator):
-        """The weights of a pool network (`resources`) drawn at random each iteration, copied
-        into `net`; random weights (DM) without a pool. (The draw is read on the host to pick
-        the network, so LCMat-C's iterations are not captured as CUDA graphs.)"""
-        if not resources:
-            return super().sample_network(net, resources, generator)
-        i = int(torch.randint(len(resources), (1,), generator=generator, device=generator.device))
-        net.load_state_dict(resources[i].state_dict())
+    def sample_network(self, net, pool: NetworkPool, generator):
+        """The weights of a pool network drawn at random each iteration, copied into `net`;
+        random weights (DM) without a pool. (The draw is read on the host to pick the network,
+        so LCMat-C's iterations are not captured as CUDA graphs.)"""
+        if not pool.networks:
+            return super().sample_network(net, pool, generator)
+        i = int(torch.randint(len(pool.networks), (1,), generator=generator, device=generator.device))
+        net.load_state_dict(pool.networks[i].state_dict())
 
     def moments(self, net, emb, label):
         """DM's embedding sum, plus the sums of the last-layer gradient and Hessian diagonal."""
         a, u, q, v = head_factors(net.classifier, emb, torch.full((len(emb),), label, device=emb.device))
         return [emb.sum(0), a.T @ u, q.T @ v]
 
-    def match_loss(self, real, syn, resources):
+    def match_loss(self, real, syn, pool: NetworkPool):
         """DM's gap plus rho ||mean gradient gap||^2 and rho^2/2 ||mean Hessian-diagonal gap||^2:
         the terms of LCMat's bound on the loss gap within radius rho (squared, like DM's)."""
         gaps = [((r - s) ** 2).sum() for r, s in zip(real, syn)]

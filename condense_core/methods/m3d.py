@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from ..registration import register
 from ..settings import setting
-from .idm import IDM
+from .idm import IDM, NetworkQueue
 
 
 def gaussian_mmd(x: torch.Tensor, y: torch.Tensor, kernel_num: int = 5, kernel_mul: float = 2.0) -> torch.Tensor:
@@ -52,7 +52,7 @@ class M3D(IDM):
         logits = net.classifier(emb)
         return [emb, F.cross_entropy(logits, torch.full((len(emb),), label, device=emb.device), reduction="none")]
 
-    def match_loss(self, real, syn, queue):
+    def match_loss(self, real, syn, queue: NetworkQueue | None):
         """The MMD of the embeddings plus IDM's class-aware term."""
         loss = gaussian_mmd(real[0], syn[0], self.kernel_num, self.kernel_mul)
         if queue is None or self.ce_weight == 0:

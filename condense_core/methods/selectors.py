@@ -20,7 +20,7 @@ from ..settings import setting
 
 @dataclass
 class Selector(Method):
-    """Base of the selectors: `select_class` picks positions within one class."""
+    """Base of the selectors: `select` picks the training indices of the whole set."""
 
     def _run(self, data, device, checkpoint=None, embedding=None):
         chosen = self.select(data, device, embedding)
@@ -49,6 +49,8 @@ class TrainedSelector(Selector):
 
     selection_epochs: int = setting(10, "epochs of the network the selector looks through", low=1)
 
+    takes_embedding: ClassVar[bool] = True  # a given embedding replaces its trained network
+
     def trained_network(self, data: ImageData, device: torch.device) -> torch.nn.Module:
         g = self.generator(device, "train")
         net = self.network(data, device, g)
@@ -60,13 +62,19 @@ class TrainedSelector(Selector):
         return torch.cat([embed(x[i:i + 512].to(device)) for i in range(0, len(x), 512)])
 
     def select(self, data, device, embedding=None):
-        embed = embedding if embedding is not None else self.trained_network(data, device).embed
+        """Per class, `select_class` on the features of its images: in a network trained on the
+        data, or through a given `embedding` where the selector takes one (then `net` is None)."""
+        given = embedding is not None and self.takes_embedding
+        net = None if given else self.trained_network(data, device)
+        embed = embedding if given else net.embed
         out = []
         for c, idx in sorted(data.class_indices().items()):
-            out.append(idx[self.select_class(self.features(embed, data.x_train[idx], device)).cpu()])
+            out.append(idx[self.select_class(self.features(embed, data.x_train[idx], device), net, c).cpu()])
         return torch.cat(out)
 
-    def select_class(self, f: torch.Tensor) -> torch.Tensor:
+    def select_class(self, f: torch.Tensor, net: torch.nn.Module, label: int) -> torch.Tensor:
+        """Positions, within class `label`, of its `ipc` picks, from the class's features `f` in
+        the trained network `net` (LCMat-S reads its classifier too)."""
         raise NotImplementedError
 
 
@@ -75,7 +83,7 @@ class TrainedSelector(Selector):
 class Herding(TrainedSelector):
     """Greedy mean matching: each pick makes the selected mean closest to the class mean."""
 
-    def select_class(self, f):
+    def select_class(self, f, net, label):
         mu = f.mean(0)
         chosen, total = [], torch.zeros_like(mu)
         available = torch.ones(len(f), dtype=torch.bool, device=f.device)
@@ -94,7 +102,7 @@ class Herding(TrainedSelector):
 class KCenter(TrainedSelector):
     """k-center greedy: start at the sample nearest the class mean, then add the farthest one."""
 
-    def select_class(self, f):
+    def select_class(self, f, net, label):
         first = int(((f - f.mean(0)) ** 2).sum(1).argmin())
         chosen = [first]
         nearest = ((f - f[first]) ** 2).sum(1)

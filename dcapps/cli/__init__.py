@@ -14,6 +14,8 @@ import importlib
 import os
 import sys
 
+from .renamed import renamed_flag
+
 COMMANDS = {
     "condense": "dcapps.cli.sets",
     "select": "dcapps.cli.sets",
@@ -61,6 +63,8 @@ def main(argv=None) -> int:
         os.environ.setdefault(name, value)
     argv = [str(a) for a in (sys.argv[1:] if argv is None else argv)]
     try:
+        if renamed_flag(argv):
+            raise UsageError(renamed_flag(argv))
         args = build_parser(argv).parse_args(argv)
         return int(args._run(args) or 0)
     except (InputError, UsageError) as e:
@@ -68,7 +72,7 @@ def main(argv=None) -> int:
         print(f"dcapps: error: {msg}", file=sys.stderr)
         return 2
     except Interrupted as e:
-        print(f"dcapps: {e}", file=sys.stderr)
+        print(f"dcapps: {e}" + (" (continue with --resume)" if e.path else ""), file=sys.stderr)
         return 128 + e.signum
     except KeyboardInterrupt:
         print("dcapps: interrupted", file=sys.stderr)

@@ -40,14 +40,15 @@ def run(args) -> int:
     from condense_core.methods.dm import DM
     from condense_core.reference import ReferenceLoop
     from condense_core.runtime import reproducible, resolve_device
+    from condense_core.settings import flag_name
 
     if args.iterations < 1:
         raise InputError(f"--iterations must be >= 1, got {args.iterations}")
     if args.warmup < 0:
         raise InputError(f"--warmup must be >= 0, got {args.warmup}")
     settings = given_settings(DM, args, "bench")
-    device = resolve_device(settings.get("device", "auto"))
-    data = load_data(args.data, args.root, args.download, args.stream)
+    device = resolve_device(settings.get("device", "auto"), flag_name)
+    data = load_data(args.data, args.root, args.download, args.stream, flag_name)
     dm = DM(**{**settings, "device": str(device), "iterations": args.warmup + args.iterations})
     dm.validate(data)
     with reproducible(device, dm.deterministic):  # the kernels a condensation runs with

@@ -62,8 +62,10 @@ def layout_of(args: argparse.Namespace):
 def add_setting_flags(p: argparse.ArgumentParser, classes: dict[str, type], skip: tuple = (),
                       required: tuple = ()) -> None:
     """One flag per declared setting of the classes (`lr_img` -> `--lr-img`; a bool gets
-    `--x/--no-x`; a mapping is given as JSON). A setting that not every class has is marked
-    with the names of those that do. Flags default to None: the class's own default applies."""
+    `--x/--no-x`; a mapping is given as JSON), which are alternatives (e.g. the methods of a
+    kind: the one chosen refuses the flags of the others); the classes of another call apply
+    together with them. A setting that not every class has is marked with the names of those
+    that do. Flags default to None: the class's own default applies."""
     from condense_core.settings import flag_name, settings_of
 
     owners: dict[str, list] = {}
@@ -90,7 +92,7 @@ def add_setting_flags(p: argparse.ArgumentParser, classes: dict[str, type], skip
         else:
             kwargs.update(type=s.type, metavar="N" if s.type is int else "X" if s.type is float else None)
         p.add_argument(flag_name(name), required=name in required, **kwargs)
-    p.set_defaults(_settings=tuple(p.get_default("_settings") or ()) + tuple(owners))
+    p.set_defaults(_setting_groups=(*(p.get_default("_setting_groups") or ()), tuple(owners)))
 
 
 def _json_mapping(text: str) -> dict:
@@ -104,15 +106,16 @@ def _json_mapping(text: str) -> dict:
 
 
 def given_settings(cls: type, args: argparse.Namespace, what: str) -> dict:
-    """The settings of `cls` given as flags, checked and named as flags; a flag of another
-    class's setting is refused (`--rho does not apply to method 'dm'`)."""
+    """The settings of `cls` given as flags, checked and named as flags; a flag of an
+    alternative class's setting is refused (`--rho does not apply to method 'dm'`)."""
     from condense_core.errors import InputError
     from condense_core.settings import check, flag_name, settings_of
 
     own = settings_of(cls)
     given = {k: v for k, v in vars(args).items() if not k.startswith("_")}
+    alternatives = {k for group in getattr(args, "_setting_groups", ()) if set(own) & set(group) for k in group}
     for key, value in given.items():
-        if value is not None and key in getattr(args, "_settings", ()) and key not in own:
+        if value is not None and key in alternatives and key not in own:
             raise InputError(f"{flag_name(key)} does not apply to {what}")
     return check(cls, {k: given[k] for k in own if given.get(k) is not None}, flag_name)
 

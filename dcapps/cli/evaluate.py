@@ -1,10 +1,11 @@
 """`dcapps evaluate`: train fresh networks on a saved set (or the whole training set) and test them.
-The training flags are the settings of `condense_core.evaluate.TrainSettings`."""
+The flags are the settings of `condense_core.evaluate.EvaluationSettings` (`--runs`) and
+`TrainSettings` (how each network is trained)."""
 from __future__ import annotations
 
 import argparse
 
-from .common import (add_data_arguments, add_run_arguments, add_setting_flags, add_stream_argument, at_least,
+from .common import (add_data_arguments, add_run_arguments, add_setting_flags, add_stream_argument,
                      emit_json)
 
 HELP = {"evaluate": "train fresh networks on a saved set (or --full data) and test them"}
@@ -12,13 +13,15 @@ HELP = {"evaluate": "train fresh networks on a saved set (or --full data) and te
 
 def add_arguments(name: str, p: argparse.ArgumentParser) -> None:
     from condense_core import TrainSettings
+    from condense_core.evaluate import EvaluationSettings
+    from condense_core.networks import MODELS
 
     p.add_argument("file", nargs="?", help="a ReducedSet .pt file")
     p.add_argument("--full", action="store_true", help="evaluate the whole training set instead")
     add_data_arguments(p)
     add_stream_argument(p)
-    p.add_argument("--model", default="ConvNet", help="ConvNet | MLP | ResNet")
-    p.add_argument("--runs", type=at_least(1), default=5)
+    p.add_argument("--model", default="ConvNet", help=" | ".join(MODELS))
+    add_setting_flags(p, {"evaluation": EvaluationSettings})
     p.add_argument("--hard", action="store_true",
                    help="train on the hard labels only, even where the set has soft targets")
     add_setting_flags(p, {"training": TrainSettings})
@@ -29,31 +32,33 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from condense_core import InputError, ReducedSet, TrainSettings, load_data
-    from condense_core.evaluate import evaluate
+    from condense_core.evaluate import EvaluationSettings, evaluate
+    from condense_core.runtime import resolve_device
+    from condense_core.settings import flag_name
 
     from .common import given_settings
 
     if args.full == bool(args.file):
         raise InputError("give either a ReducedSet FILE.pt or --full")
-    if args.runs < 1:
-        raise InputError(f"--runs must be >= 1, got {args.runs}")
+    evaluation = given_settings(EvaluationSettings, args, "evaluation")
     cfg = TrainSettings(**given_settings(TrainSettings, args, "training"))
-    syn = ReducedSet.load(args.file) if args.file else None
-    data = load_data(args.data, args.root, args.download, args.stream)
+    reduced = ReducedSet.load(args.file) if args.file else None
+    resolve_device(args.device, flag_name)  # before any work
+    data = load_data(args.data, args.root, args.download, args.stream, flag_name)
     if args.full and not torch.is_tensor(data.x_train):
         raise InputError("--full trains on the whole training set, which needs it in memory (not --stream)")
-    x, y = syn.for_data(data) if syn is not None else (data.x_train, data.y_train)
-    targets = syn.targets if syn is not None and not args.hard else None
-    res = evaluate(x, y, data, runs=args.runs, seed=args.seed, model=args.model, cfg=cfg,
+    x, y = reduced.for_data(data) if reduced is not None else (data.x_train, data.y_train)
+    targets = reduced.targets if reduced is not None and not args.hard else None
+    res = evaluate(x, y, data, **evaluation, seed=args.seed, model=args.model, cfg=cfg,
                    device=args.device, progress=not args.quiet, targets=targets)
     res["set"] = args.file or "full"
     res["data"] = args.data
-    if syn is not None:
-        res["set_meta"] = {k: syn.meta.get(k) for k in ("method", "ipc", "seed", "iterations")}
+    if reduced is not None:
+        res["set_meta"] = {k: reduced.meta.get(k) for k in ("method", "ipc", "seed", "iterations")}
     trained_on = (f"soft targets of a {targets.source} at T={targets.temperature:g}" if targets is not None
                   else "hard labels")
     print(f"{res['set']}: accuracy {100 * res['mean']:.2f} +- {100 * res['std']:.2f} % "
-          f"over {args.runs} runs ({len(x)} training images, {trained_on}, {args.model})")
+          f"over {res['runs']} runs ({len(x)} training images, {trained_on}, {args.model})")
     if args.json:
         emit_json(res)
     return 0

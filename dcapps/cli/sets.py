@@ -37,6 +37,8 @@ def add_arguments(kind: str, p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from condense_core.distributed import init_from_env
     from condense_core.registry import method_class
+    from condense_core.runtime import resolve_device
+    from condense_core.settings import flag_name
 
     from .common import given_settings
 
@@ -48,8 +50,9 @@ def run(args: argparse.Namespace) -> int:
         check_out(png, inputs, flag="--png (next to --out)")
     cls = method_class(kind, args.method)
     settings = given_settings(cls, args, f"{kind} method {args.method!r}")
+    resolve_device(settings.get("device", cls.device), flag_name)  # before any work
     # under torchrun: join the group, one device per rank
-    settings["device"] = init_from_env(settings.get("device", cls.__dataclass_fields__["device"].default))
+    settings["device"] = init_from_env(settings.get("device", cls.device))
     with lock_out(args.out) as lock:  # a second run on this --out is refused while this one lives
         return _build(args, kind, cls, settings, lock, png)
 
@@ -59,6 +62,7 @@ def _build(args, kind, cls, settings, lock, png) -> int:
     from condense_core import load_data
     from condense_core.checkpoint import Checkpoint
     from condense_core.distributed import Ranks, finish
+    from condense_core.settings import flag_name
 
     checkpoint = None
     if kind == "condense":
@@ -68,24 +72,24 @@ def _build(args, kind, cls, settings, lock, png) -> int:
             print(f"dcapps: no checkpoint {path} (the interrupted run had not saved one): "
                   "starting from iteration 0", file=sys.stderr)
             resume = False
-        checkpoint = Checkpoint(path, args.checkpoint_every, resume, args.restart)
+        checkpoint = Checkpoint(path, args.checkpoint_every, resume, args.restart, flag_name)
     try:
         method = cls(**settings, progress=not args.quiet)
-        data = load_data(args.data, args.root, args.download, args.stream)
-        syn = method.condense(data, checkpoint)
+        data = load_data(args.data, args.root, args.download, args.stream, flag_name)
+        reduced = method.condense(data, checkpoint)
         if Ranks.current().rank != 0:
             return 0
-        syn.save(args.out)
+        reduced.save(args.out)
     finally:
         finish()
     if checkpoint is not None:
         checkpoint.remove()  # superseded by the finished set, now safely on disk
-    result = {"out": args.out, "method": args.method, "kind": kind, "ipc": method.ipc, "images": len(syn),
-              "wall_time_s": syn.meta["wall_time_s"]}
+    result = {"out": args.out, "method": args.method, "kind": kind, "ipc": method.ipc, "images": len(reduced),
+              "wall_time_s": reduced.meta["wall_time_s"]}
     if png is not None:
-        result["png"] = syn.save_grid(png)
-    print(f"wrote {args.out}: {len(syn)} images ({args.method}, ipc {method.ipc}) "
-          f"in {syn.meta['wall_time_s']:.1f} s")
+        result["png"] = reduced.save_grid(png)
+    print(f"wrote {args.out}: {len(reduced)} images ({args.method}, ipc {method.ipc}) "
+          f"in {reduced.meta['wall_time_s']:.1f} s")
     if args.json:
         emit_json(result)
     return 0
