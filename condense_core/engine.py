@@ -63,6 +63,8 @@ CPU_CHUNK_PIXELS = {"fp32": 16 * 28 * 28, "bf16": 32 * 28 * 28}
 # few small ones per class. On a CPU (absent: 0) every real span and every class's synthetic
 # images get a forward of their own: there a span that stays in cache is what counts.
 FORWARD_PIXELS = {"cuda": 4096 * 32 * 32}
+# Points of the loss curve kept in a set's metadata (`loss_curve`: one every few iterations).
+LOSS_CURVE_POINTS = 100
 # Eager iterations before the CUDA graph is captured (lazy initialisation of cuDNN, cuBLAS and the
 # allocator must happen outside the capture).
 WARMUP_ITERATIONS = 2
@@ -341,10 +343,25 @@ class Engine(DMLoop):
             if self.ranks.rank == 0:
                 checkpoint.save(state)
 
+    def last_loss(self) -> float | None:
+        """The loss of the latest iteration (this rank's classes; None before the first): read
+        from the device only when progress is shown."""
+        return float(self.losses[self.done - 1]) if self.done > self.first else None
+
     def result(self) -> tuple[torch.Tensor, torch.Tensor, dict]:
-        """(images, labels, metadata) of the whole set, on every rank."""
+        """(images, labels, metadata) of the whole set, on every rank; the metadata holds the
+        loss of the first and last iterations and the loss curve (`loss_curve`)."""
         images = self._gathered(self.syn).flatten(0, 1)
         labels = torch.tensor(self.labels, device=self.device).repeat_interleave(self.dm.ipc)
         losses = self.ranks.sum(self.losses.clone()).tolist()
         return images, labels, {"loss_first": losses[0], "loss_last": losses[-1],
-                                "world_size": self.ranks.world, "resumed_from": self.first}
+                                "loss_curve": loss_curve(losses), "world_size": self.ranks.world,
+                                "resumed_from": self.first}
+
+
+def loss_curve(losses: list[float], points: int = LOSS_CURVE_POINTS) -> list[list[float]]:
+    """[iteration, loss] pairs every few iterations (about `points` of them, the first and the
+    last included): the curve `--png` draws, small enough for any set's metadata."""
+    every = max(1, -(-len(losses) // points))
+    steps = sorted(set(range(0, len(losses), every)) | {len(losses) - 1})
+    return [[i + 1, losses[i]] for i in steps]

@@ -21,8 +21,9 @@ from .checkpoint import Checkpoint
 from .data import ImageData
 from .errors import InputError
 from .networks import build_model, check_fits, reinitialize
+from .progress import HELP, MODES
 from .runtime import make_generator, reproducible, resolve_device, versions
-from .settings import DEVICE, SEED_MAX, check_object, setting
+from .settings import DEVICE, SEED_MAX, check_object, setting, settings_of
 from .reduced import ReducedSet
 
 
@@ -37,7 +38,7 @@ class Method:
     deterministic: bool = setting(True, "on CUDA: deterministic kernels, so one seed gives the same bits "
                                         "(slower; off: cuDNN picks the fastest kernels)",
                                   speed_only=True, common=True)
-    progress: bool = False  # progress bars: how a run is shown, not what it computes
+    progress: str = setting("auto", HELP, choices=MODES, common=True, display_only=True)
 
     kind: ClassVar[str] = ""  # set by registry.register
     name: ClassVar[str] = ""
@@ -46,6 +47,8 @@ class Method:
     presets: ClassVar[dict[str, dict]] = {}  # named groups of settings (see `preset`)
 
     def __post_init__(self):
+        if isinstance(self.progress, bool):  # progress=True/False: auto/off, as everywhere
+            self.progress = "auto" if self.progress else "off"
         check_object(self)
 
     @classmethod
@@ -72,10 +75,10 @@ class Method:
         return ReducedSet(images, labels, data.classes, data.mean, data.std, meta)
 
     def settings(self) -> dict:
-        """Every setting of this method (goes into the metadata)."""
-        cfg = asdict(self)
-        cfg.pop("progress", None)
-        return cfg
+        """Every setting of this method that can change its result (goes into the metadata and a
+        checkpoint's identity; `progress` and other display-only settings do not)."""
+        shown = {k for k, s in settings_of(type(self)).items() if s.rule.display_only}
+        return {k: v for k, v in asdict(self).items() if k not in shown}
 
     def validate(self, data: ImageData) -> None:
         """Checks against the data (the settings themselves were checked at construction)."""

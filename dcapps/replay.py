@@ -47,6 +47,8 @@ from condense_core.deprecation import renamed, renamed_argument
 from condense_core.settings import applicable, check, setting
 from condense_core.reduced import atomic_write_text
 
+from .memory_metrics import memory_build
+
 REPLAY_MODES = ("mix", "gdumb")
 SET_PATTERN = "experience_{:03d}.pt"
 PRESET = "memory"  # the settings preset every memory method starts from
@@ -361,7 +363,8 @@ class ReducedSetReplayPlugin(ReplayPlugin):
 
     def after_train_dataset_adaptation(self, strategy, **kwargs):
         if self.replay_mode == "gdumb":
-            self.storage_policy.post_adapt(strategy, strategy.experience)
+            with memory_build(strategy, self.storage_policy):  # its metrics go to the evaluator
+                self.storage_policy.post_adapt(strategy, strategy.experience)
             strategy.adapted_dataset = self.storage_policy.buffer.train()
 
     def before_training_exp(self, strategy, *args, **kwargs):
@@ -370,7 +373,8 @@ class ReducedSetReplayPlugin(ReplayPlugin):
 
     def after_training_exp(self, strategy, **kwargs):
         if self.replay_mode == "mix":
-            self.storage_policy.post_adapt(strategy, strategy.experience)
+            with memory_build(strategy, self.storage_policy):
+                self.storage_policy.post_adapt(strategy, strategy.experience)
 
 
 class DMReplay(SupervisedTemplate):

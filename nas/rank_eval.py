@@ -98,7 +98,7 @@ def built_proxies(folder: str, data: ImageData, methods: list[tuple[str, str]], 
         os.makedirs(os.path.dirname(path), exist_ok=True)
         with held(path + ".lock"):
             if not os.path.exists(path):
-                settings = applicable(method_class(kind, name), {"device": device, "progress": False, **(options or {})})
+                settings = applicable(method_class(kind, name), {"device": device, "progress": "off", **(options or {})})
                 make_method(kind, name, ipc=ipc, seed=seed, **settings).condense(data).save(path)
         out.append((f"{name} subset ipc{ipc}" if kind == "select" else "", path))
     return out

@@ -43,10 +43,11 @@ def class_balanced_buffer(memory, num_classes: int):
 
 
 def method_settings(cfg, strategy: str) -> dict:
-    """The settings of `strategy`'s memory method: the shared model, then what `condense:` gives."""
+    """The settings of `strategy`'s memory method: the shared model, then what `condense:` gives
+    (no progress of its own: a run shows its units, `dcapps cl run`)."""
     kind, name = MEMORY_METHODS[strategy]
     return {"model": cfg.model["name"], "model_options": {k: v for k, v in cfg.model.items() if k != "name"},
-            **cfg.condense.options(kind, name)}
+            "progress": "off", **cfg.condense.options(kind, name)}
 
 
 def check_memory_methods(cfg, data) -> None:

@@ -24,7 +24,7 @@ from ..errors import InputError, Interrupted
 from ..method import Method
 from ..networks import reinitialize
 from ..registration import register
-from ..runtime import tracked
+from ..progress import tracked
 from ..settings import setting
 
 PRECISIONS = ("fp32", "bf16")
@@ -86,8 +86,8 @@ class DM(Method):
     def _run(self, data, device, checkpoint=None):
         run = Engine(self, data, device, checkpoint)
         stop = StopSignals()
-        bar = tracked(range(run.done, self.iterations), desc=f"{self.name} ipc{self.ipc}",
-                       progress=self.progress and run.ranks.rank == 0)
+        bar = tracked(range(run.done, self.iterations), self.iterations, f"{self.name} ipc{self.ipc}",
+                      self.progress if run.ranks.rank == 0 else "off", run.last_loss, initial=run.done)
         with stop.installed():
             for _ in bar:
                 run.step()
