@@ -15,10 +15,10 @@ def add_arguments(name: str, p: argparse.ArgumentParser) -> None:
 
     p.add_argument("file", nargs="?", help="a ReducedSet .pt file")
     p.add_argument("--full", action="store_true", help="evaluate the whole training set instead")
-    add_data_arguments(p)
+    add_data_arguments(p, default="the data spec FILE.pt records")
     add_stream_argument(p)
     p.add_argument("--model", default="ConvNet", help="ConvNet | MLP | ResNet")
-    p.add_argument("--runs", type=at_least(1), default=5)
+    p.add_argument("--runs", type=at_least(1), default=5, help="networks trained and tested (default 5)")
     add_setting_flags(p, {"training": TrainSettings})
     add_run_arguments(p)
 
@@ -37,14 +37,15 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--runs must be >= 1, got {args.runs}")
     cfg = TrainSettings(**given_settings(TrainSettings, args, "training"))
     syn = ReducedSet.load(args.file) if args.file else None
-    data = load_data(args.data, args.root, args.download, args.stream)
+    spec = args.data if args.data is not None else recorded_data(syn, args.file)
+    data = load_data(spec, args.root, args.download, args.stream)
     if args.full and not torch.is_tensor(data.x_train):
         raise InputError("--full trains on the whole training set, which needs it in memory (not --stream)")
     x, y = syn.for_data(data) if syn is not None else (data.x_train, data.y_train)
     res = evaluate(x, y, data, runs=args.runs, seed=args.seed, model=args.model, cfg=cfg,
-                   device=args.device, progress=not args.quiet)
+                   device=args.device, progress=args.progress)
     res["set"] = args.file or "full"
-    res["data"] = args.data
+    res["data"] = spec
     if syn is not None:
         res["set_meta"] = {k: syn.meta.get(k) for k in ("method", "ipc", "seed", "iterations")}
     print(f"{res['set']}: accuracy {100 * res['mean']:.2f} +- {100 * res['std']:.2f} % "
@@ -52,3 +53,15 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         emit_json(res)
     return 0
+
+
+def recorded_data(syn, path: str | None) -> str:
+    """The data spec a set records (`meta["data"]`), for `evaluate FILE.pt` without --data."""
+    from condense_core import InputError
+
+    if syn is None:
+        raise InputError("--full needs --data SPEC (the data whose training set is evaluated)")
+    spec = syn.meta.get("data")
+    if not isinstance(spec, str) or not spec or spec in ("tensors", "avalanche experience"):
+        raise InputError(f"{path} does not record a data spec it can be tested on: give --data SPEC")
+    return spec
