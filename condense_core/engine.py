@@ -31,7 +31,7 @@ How the engine computes it, and why:
   activation and pooling, which otherwise take a third of a CPU iteration) and `channels_last`
   memory (off by default: measured slower on a CPU; meant for GPUs).
   `precision="bf16"` autocasts the network's forward and lowers precision: off by default, its
-  effect on accuracy is measured in the README.
+  effect on accuracy is measured in docs/speed.md.
 - Nothing is copied between host and device inside the loop (the losses stay on the device) and
   the real data stays on the device; data too large for memory is read per span per iteration
   (`data.LazyImages`). (The augmentation's grouping by operation reads a count of 6 per forward.)
@@ -108,7 +108,7 @@ def herding_indices(dm, data: ImageData, device: torch.device, count: int) -> to
     from .methods.selectors import Herding
 
     herding = Herding(ipc=count, seed=dm.seed, model=dm.model, model_options=dm.model_options,
-                      device=str(device))
+                      device=str(device), progress=dm.progress)
     return herding.select(data, device)
 
 

@@ -39,7 +39,7 @@ def reproducible(device: torch.device, deterministic: bool = True):
     autotuning, PyTorch's fixed-order scatter and index kernels), so the same seed gives the same
     bits; with `deterministic=False`, the fast kernels instead (cuDNN autotuning on); an operation without a deterministic kernel warns instead of failing. Measured on an
     H200: two DM runs of one seed differed by 0.11-0.18 after 40 iterations without it, not at all
-    with it (README). A CPU already computes deterministically: nothing changes there. cuBLAS
+    with it (docs/speed.md). A CPU already computes deterministically: nothing changes there. cuBLAS
     (matrix products) is deterministic only if CUBLAS_WORKSPACE_CONFIG was set before it started
     in the process: the command line sets it (`environment.CUBLAS_CONFIG`) at start-up; a script
     should too."""

@@ -11,8 +11,9 @@ strategy's `EvaluationPlugin`, the metrics Avalanche's loggers show beside accur
     MemoryBuild_LossLast/train_phase/train_stream/Exp003   ... and at the last (condensers only)
     Memory_StoredBytes/train_phase/train_stream/Exp003     bytes of the whole memory now stored
 
-It also logs one line to the `dcapps` logger (INFO). The build's own progress is the method's
-`progress` setting (`method_settings={"progress": "log"}`).
+It also logs one line to the `dcapps` logger (INFO), unless the method's `progress` setting is
+`off` (as in `dcapps cl run`, which shows its units instead); that setting also shows the build's
+own iterations (`method_settings={"progress": "log"}`).
 """
 from __future__ import annotations
 
@@ -22,6 +23,8 @@ from contextlib import contextmanager
 from typing import Iterator
 
 from avalanche.evaluation.metric_results import MetricValue
+
+from condense_core.progress import mode_of
 
 logger = logging.getLogger("dcapps")
 PHASE = "train_phase/train_stream"
@@ -43,6 +46,8 @@ def memory_build(strategy, storage) -> Iterator[None]:
     for name, value in values.items():
         if value is not None and evaluator is not None:
             evaluator.publish_metric_value(MetricValue(storage, f"{name}/{PHASE}/Exp{experience:03d}", value, x))
+    if mode_of(storage.method_settings.get("progress", "auto")) == "off":
+        return
     loss = (f", loss {made['loss_first']:.4g} -> {made['loss_last']:.4g}" if "loss_last" in made else "")
     logger.info("memory for experience %d built in %.1f s%s; %d images, %.1f KB stored", experience, seconds,
                 loss, len(storage), stored / 1024)

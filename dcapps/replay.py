@@ -10,8 +10,8 @@ is `SupervisedTemplate` + that plugin, with the conventions of Avalanche's `Repl
 
 A memory is condensed in about a hundred iterations per experience, not DM's 20,000, so every
 memory method starts from its `"memory"` preset (DM's: 100 iterations from herding's picks with
-larger image steps, chosen by accuracy per memory-building second in the README's DMReplay
-section; `dcapps methods` lists the presets); `method_settings` override any setting.
+larger image steps, chosen by accuracy per memory-building second in docs/cl.md;
+`dcapps methods` lists the presets); `method_settings` override any setting.
 
 Inputs: images (N x C x H x W) keep the method's network (ConvNet) and augmentation (DSA);
 vectors (N x D, e.g. tabular features) are condensed as D x 1 x 1 images through an MLP without

@@ -252,7 +252,7 @@ def _ratio(a: float, b: float) -> float | None:
 
 
 def format_table(result: dict) -> str:
-    """The summary as a Markdown table (what the README shows)."""
+    """The summary as a Markdown table (what docs/nas.md shows)."""
     top = f"top{TOP}"
     lines = [f"| proxy | images | epochs | Spearman | Kendall | Spearman {top} | Kendall {top} | "
              f"picked arch: whole-data acc. | train s | make s | speed-up train (+make) |",

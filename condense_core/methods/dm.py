@@ -62,7 +62,7 @@ class DM(Method):
     # at lr_img 1: start from herding's picks and take larger image steps. 100 iterations: on
     # Fashion-MNIST 1,000/class (gdumb protocol) they gave as much accuracy as 300 in 0.6-0.7x the
     # memory-building time; factor 1, since a factor-2 memory lost 17.6 points in the mix protocol.
-    # Measured in the README (DMReplay section) on digits and Fashion-MNIST.
+    # Measured in docs/cl.md on digits and Fashion-MNIST.
     graph_safe: ClassVar[bool] = True  # the hooks never read the device: an iteration can be captured
     pooled: ClassVar[bool] = True  # `moments` are summed over a batch (False: kept per sample)
     presets: ClassVar[dict[str, dict]] = {

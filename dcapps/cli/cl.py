@@ -21,7 +21,7 @@ HELP = {"cl": "scripted class-incremental benchmarks: dcapps cl run CONFIG.yaml 
         "demo": "compare continual-learning strategies on digits (a few minutes on a CPU)"}
 DEMO_CONFIG = "digits"
 DEMO_NOTE = ("\nOn 8x8 digits with a few minutes of CPU, condensed memories gain least. Where they win, "
-             "with the margins over 3 seeds: the README's DMReplay section\n(Fashion-MNIST, 1,000 images "
+             "with the margins over 3 seeds: docs/cl.md\n(Fashion-MNIST, 1,000 images "
              "per class: dcapps cl run benchmarks/cl/fashion_mix.yaml and fashion_gdumb.yaml).")
 
 
