@@ -53,11 +53,10 @@ def add_arguments(name: str, p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from condense_core.extras import require
-
-    require("cl", " ".join(["dcapps", args.command, *filter(None, [getattr(args, "cl_command", None)])]))
     from scenarios.quiet import other_libraries_quiet
 
-    with other_libraries_quiet():
+    with other_libraries_quiet():  # Avalanche's import warns too
+        require("cl", " ".join(["dcapps", args.command, *filter(None, [getattr(args, "cl_command", None)])]))
         if getattr(args, "cl_command", None) == "report":
             return _report(args)
         return _run(args)
