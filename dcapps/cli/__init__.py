@@ -20,7 +20,7 @@ import sys
 
 from condense_core.extras import installed_version
 
-from .common import add_log_arguments, configure_logging
+from .common import add_log_arguments, logging_shown
 
 COMMANDS = {
     "condense": "dcapps.cli.sets",
@@ -107,8 +107,8 @@ def main(argv=None) -> int:
     argv = [str(a) for a in (sys.argv[1:] if argv is None else argv)]
     try:
         args = build_parser(argv).parse_args(argv)
-        configure_logging(args)
-        return int(args._run(args) or 0)
+        with logging_shown(args):
+            return int(args._run(args) or 0)
     except (InputError, UsageError) as e:
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__
         print(f"dcapps: error: {msg}", file=sys.stderr)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+from contextlib import contextmanager
+from typing import Iterator
 
 
 def emit_json(obj) -> None:
@@ -46,24 +48,30 @@ def add_log_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--progress", choices=MODES, default="auto", help=HELP + " (default auto)")
 
 
-def configure_logging(args: argparse.Namespace) -> None:
-    """Show the `dcapps` logger's records on stderr (INFO: progress lines; -v: DEBUG too; -q:
-    warnings only, and no progress at all)."""
+@contextmanager
+def logging_shown(args: argparse.Namespace) -> Iterator[None]:
+    """For the duration of a command: the `dcapps` logger's records on stderr, time-stamped
+    (INFO: progress lines; -v: DEBUG too; -q: warnings only, and no progress at all); the logger
+    is left as it was found afterwards (main() may run inside another program or a test)."""
     import logging
     import sys
 
     logger = logging.getLogger("dcapps")
-    for old in [h for h in logger.handlers if getattr(h, "dcapps_cli", False)]:  # main() called again
-        logger.removeHandler(old)
+    before = logger.level, logger.propagate
     handler = logging.StreamHandler(sys.stderr)
-    handler.dcapps_cli = True
     handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%Y-%m-%d %H:%M:%S"))
-    logger.addHandler(handler)
-    logger.propagate = False
     quiet, verbose = getattr(args, "quiet", False), getattr(args, "verbose", False)
-    logger.setLevel(logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO)
     if quiet:
         args.progress = "off"
+    logger.addHandler(handler)
+    logger.setLevel(logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO)
+    logger.propagate = False  # shown once, here, whatever the root logger does
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(before[0])
+        logger.propagate = before[1]
 
 
 def add_run_arguments(p: argparse.ArgumentParser) -> None:
