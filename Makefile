@@ -1,16 +1,22 @@
-# `make demo` and `make test` each set up .venv (once) and run.
+# `make demo` and `make test` each set up .venv (once, with every extra: '.[all,test]') and run;
+# `make docs` adds the docs extra and builds the site with --strict (a broken link or reference fails).
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+DOCS_STAMP := $(VENV)/.installed-docs
 
-.PHONY: demo test install sshd clean
+.PHONY: demo test docs install sshd clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet -e '.[all,test]'
 	touch $(STAMP)
+
+$(DOCS_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -e '.[docs]'
+	touch $(DOCS_STAMP)
 
 install: $(STAMP)
 
@@ -21,6 +27,9 @@ demo: $(STAMP)
 test: $(STAMP) sshd
 	$(PY) -m pytest -q -n auto
 
+docs: $(DOCS_STAMP)
+	$(VENV)/bin/mkdocs build --strict --site-dir site
+
 # tests/test_nas_remote.py runs NNI's remote training service against a real OpenSSH server that
 # it starts itself: as root with apt, Debian's openssh-server is installed once (no daemon is left
 # running); elsewhere that one test is skipped and says why.
@@ -30,4 +39,4 @@ sshd:
 	  echo "openssh-server is not installed: the SSH run of tests/test_nas_remote.py will be skipped"
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) runs site .pytest_cache

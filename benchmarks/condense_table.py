@@ -129,9 +129,11 @@ def _main(a: argparse.Namespace) -> int:
     methods = a.methods.split(",")
     ipcs = [int(i) for i in a.ipcs.split(",")]
     seeds = [int(s) for s in a.seeds.split(",")]
-    extra = {"progress": False, **json.loads(a.method_settings)}
+    extra = {**json.loads(a.method_settings), "progress": "off"}  # each unit shows its line instead
     settings = {"data": a.data, "iterations": a.iterations, "runs": a.runs, "epochs": a.epochs,
-                "method_settings": extra}  # a folder's figures share these
+                # a folder's figures share these; "progress": false is how folders have always recorded
+                # the display setting that never changes a figure, kept so that they still resume
+                "method_settings": {**extra, "progress": False}}
     info = {"torch": torch.__version__, "threads": torch.get_num_threads(),
             "machine": f"{platform.machine()} {os.cpu_count()} cpus, "
                        f"{'cuda' if torch.cuda.is_available() else 'no GPU'}"}

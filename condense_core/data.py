@@ -92,8 +92,11 @@ class ImageData:
 
 def load_data(spec: str, root: str | None = None, download: bool = False, stream: bool = False,
               spell: Callable[[str], str] = python_name) -> ImageData:
-    """Load any data spec (docs/architecture.md, "Data specs") into an `ImageData` (never
-    downloads unless asked); errors name `root` and `download` as `spell` does (`--root`).
+    """Load a data spec into an `ImageData` (never downloads unless asked): `digits` (bundled),
+    `mnist`, `fashionmnist`, `cifar10`, `cifar100`, `svhn` (torchvision, under `root`), a
+    `PATH.npz` (`x_train`, `y_train`, `x_test`, `y_test`) or an ImageFolder `DIR/`
+    (`DIR/train/<class>/*`, `DIR/test/<class>/*`); docs/condense.md describes each. Errors name
+    `root` and `download` as `spell` does (`--root`).
 
     An ImageFolder is streamed (`LazyImages`: read from disk per batch, never loaded whole) when
     `stream` is set or when its decoded images would not fit in half the available memory."""
@@ -111,6 +114,8 @@ def load_data(spec: str, root: str | None = None, download: bool = False, stream
         return _assemble(spec, x_tr, y_tr, x_te, y_te, names)
     elif os.path.exists(spec):
         raise InputError(f"unsupported data file {spec!r}: expected an .npz file or an ImageFolder directory")
+    elif os.sep in spec or spec.startswith((".", "~")):  # meant as a path
+        raise InputError(f"data not found: {spec} (no such file or folder)")
     else:
         raise InputError(f"unknown data spec {spec!r}: use digits, {', '.join(TORCHVISION_SETS)}, "
                          "a PATH.npz file or an ImageFolder directory")

@@ -29,7 +29,7 @@ How the engine computes it, and why:
   activation and pooling) and `channels_last` memory (off by default: slower on a CPU; meant
   for GPUs).
   `precision="bf16"` autocasts the network's forward and lowers precision: off by default, its
-  effect on accuracy is measured in the README.
+  effect on accuracy is measured in docs/speed.md.
 - Nothing is copied between host and device inside the loop (the losses stay on the device) and
   the real data stays on the device; data too large for memory is read per span per iteration
   (`data.LazyImages`).
@@ -61,6 +61,8 @@ CPU_CHUNK_PIXELS = {"fp32": 16 * 28 * 28, "bf16": 32 * 28 * 28}
 # few small ones per class. On a CPU (absent: 0) every real span and every class's synthetic
 # images get a forward of their own: there a span that stays in cache is what counts.
 FORWARD_PIXELS = {"cuda": 4096 * 32 * 32}
+# Points of the loss curve kept in a set's metadata (`loss_curve`: one every few iterations).
+LOSS_CURVE_POINTS = 100
 # Eager iterations before the CUDA graph is captured (lazy initialisation of cuDNN, cuBLAS and the
 # allocator must happen outside the capture).
 WARMUP_ITERATIONS = 2
@@ -104,7 +106,7 @@ def herding_indices(dm, data: ImageData, device: torch.device, count: int, embed
     from .methods.selectors import Herding
 
     herding = Herding(ipc=count, seed=dm.seed, model=dm.model, model_options=dm.model_options,
-                      device=str(device))
+                      device=str(device), progress=dm.progress)
     return herding.select(data, device, embedding)
 
 
@@ -341,10 +343,25 @@ class Engine(DMLoop):
             if self.ranks.rank == 0:
                 checkpoint.save(state)
 
+    def last_loss(self) -> float | None:
+        """The loss of the latest iteration (this rank's classes; None before the first): read
+        from the device only when progress is shown."""
+        return float(self.losses[self.done - 1]) if self.done > self.first else None
+
     def result(self) -> tuple[torch.Tensor, torch.Tensor, dict]:
-        """(images, labels, metadata) of the whole set, on every rank."""
+        """(images, labels, metadata) of the whole set, on every rank; the metadata holds the
+        loss of the first and last iterations and the loss curve (`loss_curve`)."""
         images = self._gathered(self.syn).flatten(0, 1)
         labels = torch.tensor(self.labels, device=self.device).repeat_interleave(self.dm.ipc)
         losses = self.ranks.sum(self.losses.clone()).tolist()
         return images, labels, {"loss_first": losses[0], "loss_last": losses[-1],
-                                "world_size": self.ranks.world, "resumed_from": self.first}
+                                "loss_curve": loss_curve(losses), "world_size": self.ranks.world,
+                                "resumed_from": self.first}
+
+
+def loss_curve(losses: list[float], points: int = LOSS_CURVE_POINTS) -> list[list[float]]:
+    """[iteration, loss] pairs every few iterations (about `points` of them, the first and the
+    last included): the curve `--png` draws, small enough for any set's metadata."""
+    every = max(1, -(-len(losses) // points))
+    steps = sorted(set(range(0, len(losses), every)) | {len(losses) - 1})
+    return [[i + 1, losses[i]] for i in steps]

@@ -18,9 +18,10 @@ from .augment import DSA
 from .data import ImageData
 from .errors import InputError
 from .networks import build_model, check_fits, reinitialize
-from .runtime import make_generator, resolve_device, tracked
 from .knowledge import distillation_loss, recorded_logits
+from .progress import tracked
 from .reduced import SoftTargets
+from .runtime import make_generator, resolve_device
 from .settings import check, setting
 from .training import TrainSettings
 
@@ -34,13 +35,14 @@ class EvaluationSettings:
 
 
 def train_model(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: TrainSettings,
-                generator: torch.Generator, progress: bool = False, desc: str = "train",
+                generator: torch.Generator, progress: bool | str = False, desc: str = "train",
                 on_epoch=None, targets: SoftTargets | None = None) -> torch.nn.Module:
     """Train `model` in place on (x, y) with SGD and the step schedule; returns it.
 
     With soft `targets` (one row of logits per image of x) the loss is `distillation_loss` at
-    their temperature instead of the labels' cross-entropy alone. `on_epoch(epoch, model)`, if
-    given, is called after each epoch (e.g. to report accuracy).
+    their temperature instead of the labels' cross-entropy alone. `progress` shows the epochs
+    with the latest mini-batch loss (`progress.tracked`); `on_epoch(epoch, model)`, if given, is
+    called after each epoch (e.g. to report accuracy).
     """
     if not torch.is_tensor(x):
         raise InputError("training a network needs its images in memory; this data set is streamed "
@@ -55,7 +57,9 @@ def train_model(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: T
     n = len(x)
     steps = max(1, math.ceil(n / cfg.batch_size))
     model.train()
-    for epoch in tracked(range(cfg.epochs), desc=desc, progress=progress):
+    last = [None]  # the latest mini-batch loss, read only when progress is shown
+    for epoch in tracked(range(cfg.epochs), desc=desc, progress=progress,
+                         loss=lambda: None if last[0] is None else float(last[0])):
         order = torch.randperm(n, generator=generator, device=generator.device).to(device)
         for s in range(steps):
             idx = order[s * cfg.batch_size:(s + 1) * cfg.batch_size]
@@ -68,6 +72,7 @@ def train_model(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: T
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            last[0] = loss.detach()
         sched.step()
         if on_epoch is not None:
             on_epoch(epoch, model)
@@ -90,7 +95,7 @@ def test_accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batc
 
 def evaluate(x: torch.Tensor, y: torch.Tensor, data: ImageData, runs: int = EvaluationSettings.runs, seed: int = 0,
              model: str = "ConvNet", model_options: dict | None = None, cfg: TrainSettings | None = None,
-             device: str = "auto", progress: bool = False, targets: SoftTargets | None = None) -> dict:
+             device: str = "auto", progress: bool | str = False, targets: SoftTargets | None = None) -> dict:
     """Train `runs` fresh networks on (x, y), with soft `targets` where given (see `train_model`),
     and test each on `data`'s test split: mean, std, all. Everything that would stop it is
     checked before the first network trains: something to train on, targets that fit it, a

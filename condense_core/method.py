@@ -23,8 +23,9 @@ from .deprecation import renamed
 from .errors import InputError
 from .evaluate import teacher_targets
 from .networks import MODELS, build_model, check_fits, check_options, reinitialize
+from .progress import HELP, MODES
 from .runtime import make_generator, reproducible, resolve_device, versions
-from .settings import DEVICE, SEED_MAX, check_object, setting
+from .settings import DEVICE, SEED_MAX, check_object, setting, settings_of
 from .reduced import ReducedSet
 
 
@@ -48,7 +49,7 @@ class Method:
     teacher_epochs: int = setting(30, "epochs of the soft-label teacher (evaluation protocol)", low=1)
     temperature: float = setting(4.0, "temperature the soft targets are softened at when trained on",
                                  above=0, high=100)
-    progress: bool = False  # progress bars: how a run is shown, not what it computes
+    progress: str = setting("auto", HELP, choices=MODES, common=True, display_only=True)
 
     kind: ClassVar[str] = ""  # set by registry.register
     name: ClassVar[str] = ""
@@ -57,6 +58,8 @@ class Method:
     presets: ClassVar[dict[str, dict]] = {}  # named groups of settings (see `preset`)
 
     def __post_init__(self):
+        if isinstance(self.progress, bool):  # progress=True/False: auto/off, as everywhere
+            self.progress = "auto" if self.progress else "off"
         check_object(self)
         check_options(self.model, self.model_options)
 
@@ -91,10 +94,10 @@ class Method:
         return reduced
 
     def settings(self) -> dict:
-        """Every setting of this method (goes into the metadata)."""
-        cfg = asdict(self)
-        cfg.pop("progress", None)
-        return cfg
+        """Every setting of this method that can change its result (goes into the metadata and a
+        checkpoint's identity; `progress` and other display-only settings do not)."""
+        shown = {k for k, s in settings_of(type(self)).items() if s.rule.display_only}
+        return {k: v for k, v in asdict(self).items() if k not in shown}
 
     def config(self) -> dict:
         """Deprecated: `settings()` (the glossary's word)."""

@@ -76,6 +76,14 @@ class ReducedSet:
     def __len__(self) -> int:
         return len(self.labels)
 
+    def __repr__(self) -> str:
+        """One line: what the set holds and what made it (its tensors are never printed)."""
+        shape = "x".join(map(str, self.images.shape[1:]))
+        made = ", ".join(f"{k} {self.meta[k]}" for k in ("method", "data", "seed") if k in self.meta)
+        factor = f", factor {self.factor}" if self.factor > 1 else ""
+        return (f"ReducedSet({len(self)} images of {shape}, {len(self.classes)} classes, ipc {self.ipc}{factor}"
+                + (f"; {made}" if made else "") + (f"; from {self.source}" if self.source else "") + ")")
+
     @property
     def nbytes(self) -> int:
         """Bytes the set stores: its images, plus its soft targets' logits where it has them."""
@@ -185,23 +193,34 @@ class ReducedSet:
         return cls(images, labels.long(), list(classes), mean, std, dict(obj["meta"]), source=path, targets=targets)
 
     def save_grid(self, path: str) -> str:
-        """A picture of the images, one row per class, de-normalised to [0, 1]."""
+        """A picture of the images, one row per class, de-normalised to [0, 1]; below them, the
+        condensation loss against the iteration when the set records its curve (`loss_curve`)."""
         plt = pyplot()
 
         x = (self.images * self.std[None, :, None, None] + self.mean[None, :, None, None]).clamp(0, 1)
         labels = sorted(set(self.labels.tolist()))
         cols = max(1, self.ipc)
-        fig, axes = plt.subplots(len(labels), cols, figsize=(cols * 0.8 + 0.8, len(labels) * 0.8 + 0.2),
-                                 squeeze=False)
+        curve = self.meta.get("loss_curve") if isinstance(self.meta, dict) else None
+        curve_rows = 3 if curve else 0  # the loss panel is as tall as three rows of images
+        fig = plt.figure(figsize=(max(cols * 0.8 + 0.8, 4.0 if curve else 0.0),
+                                  (len(labels) + curve_rows) * 0.8 + 0.2))
+        grid = fig.add_gridspec(len(labels) + curve_rows, cols)
         for r, c in enumerate(labels):
             imgs = x[self.labels == c]
             for j in range(cols):
-                ax = axes[r][j]
+                ax = fig.add_subplot(grid[r, j])
                 ax.axis("off")
                 if j < len(imgs):
                     im = imgs[j].permute(1, 2, 0).numpy()
                     ax.imshow(im[:, :, 0] if im.shape[2] == 1 else im, cmap="gray", vmin=0, vmax=1)
-            axes[r][0].set_title(str(self.classes[c]), fontsize=7, loc="left")
+                if j == 0:
+                    ax.set_title(str(self.classes[c]), fontsize=7, loc="left")
+        if curve:
+            ax = fig.add_subplot(grid[len(labels) + 1:, :])
+            ax.plot([p[0] for p in curve], [p[1] for p in curve], lw=1)
+            ax.set_xlabel("iteration", fontsize=7)
+            ax.set_ylabel("loss", fontsize=7)
+            ax.tick_params(labelsize=6)
         fig.tight_layout()
         return save_png(fig, path)
 

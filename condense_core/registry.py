@@ -40,7 +40,9 @@ def method_class(kind: str, name: str) -> type:
         raise InputError(f"unknown kind of method {kind!r}: choose from {', '.join(KINDS)}")
     table = methods(kind)
     if name not in table:
-        raise InputError(f"unknown {kind} method {name!r}: choose from {', '.join(table)}")
+        other = [k for k in KINDS if k != kind and name in methods(k)]
+        hint = f" ({name} is a {other[0]} method)" if other else ""
+        raise InputError(f"unknown {kind} method {name!r}{hint}: choose from {', '.join(table)}")
     return table[name]
 
 

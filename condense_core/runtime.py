@@ -1,4 +1,5 @@
-"""Devices, seeded generators, progress bars and version stamps shared by every method."""
+"""Devices, seeded generators and version stamps shared by every method (progress: `progress.tracked`,
+also importable from here)."""
 from __future__ import annotations
 
 import sys
@@ -9,6 +10,8 @@ from typing import Callable
 import torch
 
 from .errors import InputError
+from .extras import installed_version
+from .progress import tracked  # noqa: F401  (where the methods have always found it)
 from .settings import DEVICE, check_form, python_name
 
 
@@ -71,26 +74,12 @@ def make_generator(seed: int, device: torch.device | str = "cpu", *stream) -> to
     return g
 
 
-def tracked(iterable=None, total=None, desc=None, progress: bool = True, **kw):
-    """`iterable` with its progress shown (`progress`): tqdm on a terminal, silent otherwise."""
-    from tqdm.auto import tqdm
-
-    return tqdm(iterable, total=total, desc=desc, leave=False,
-                disable=not (progress and sys.stderr.isatty()), **kw)
-
-
 def versions() -> dict:
     """Versions of the libraries a result depends on (stored in every ReducedSet's metadata)."""
     import numpy
     import torchvision
 
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        dcapps_version = version("dcapps")
-    except PackageNotFoundError:
-        dcapps_version = "unknown"
-    found = {"dcapps": dcapps_version, "torch": torch.__version__,
+    found = {"dcapps": installed_version(), "torch": torch.__version__,
              "torchvision": torchvision.__version__, "numpy": numpy.__version__,
              "python": sys.version.split()[0]}
     return {k: str(v) for k, v in found.items()}  # plain str: torch's TorchVersion does not unpickle safely

@@ -47,14 +47,16 @@ class Rule:
     pattern: Pattern | None = None  # a text setting's form
     speed_only: bool = False  # changes how fast a result comes, never the result
     common: bool = False  # every method has it (the CLI and the YAML give it a place of its own)
+    display_only: bool = False  # how a run is shown (progress): never in metadata, checkpoints or sweeps
 
 
 def setting(default: Any = dataclasses.MISSING, help: str = "", *, factory: Callable | None = None,
             low: float | None = None, above: float | None = None, high: float | None = None,
             choices: tuple | None = None, pattern: Pattern | None = None, speed_only: bool = False,
-            common: bool = False) -> Any:
+            common: bool = False, display_only: bool = False) -> Any:
     """A dataclass field declared as a user-facing setting (see the module docstring)."""
-    rule = Rule(help, low, above, high, tuple(choices) if choices else None, pattern, speed_only, common)
+    rule = Rule(help, low, above, high, tuple(choices) if choices else None, pattern, speed_only, common,
+                display_only)
     if factory is not None:
         return dataclasses.field(default_factory=factory, metadata={KEY: rule})
     return dataclasses.field(default=default, metadata={KEY: rule})

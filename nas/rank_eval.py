@@ -103,7 +103,7 @@ def built_proxies(folder: str, data: ImageData, methods: list[tuple[str, str]], 
         os.makedirs(os.path.dirname(path), exist_ok=True)
         with held(path + ".lock"):
             if not os.path.exists(path):
-                settings = applicable(method_class(kind, name), {"device": device, "progress": False, **(options or {})})
+                settings = applicable(method_class(kind, name), {"device": device, "progress": "off", **(options or {})})
                 make_method(kind, name, ipc=ipc, seed=seed, **settings).condense(data).save(path)
         out.append((f"{name} subset ipc{ipc}" if kind == "select" else "", path))
     return out
@@ -257,7 +257,7 @@ def _ratio(a: float, b: float) -> float | None:
 
 
 def format_table(result: dict) -> str:
-    """The summary as a Markdown table (what the README shows)."""
+    """The summary as a Markdown table (what docs/nas.md shows)."""
     top = f"top{TOP}"
     lines = [f"| proxy | images | epochs | Spearman | Kendall | Spearman {top} | Kendall {top} | "
              f"picked arch: whole-data acc. | train s | make s | speed-up train (+make) |",

@@ -10,9 +10,10 @@ anything runs: an unknown key or a bad value is an `InputError` that names the k
 """
 from __future__ import annotations
 
+import copy
 import os
 from dataclasses import asdict, dataclass, field
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 from condense_core.errors import InputError
 from condense_core.settings import DEVICE, SEED_MAX, applicable, check, setting, settings_of
@@ -85,11 +86,12 @@ class CLConfig:
 
     def method_settings(self, strategy: str) -> dict:
         """The settings of the method that builds `strategy`'s memory (none without one): the
-        shared model, then what `methods:` gives it."""
+        shared model, no progress of its own (a run shows its units), then what `methods:` gives it."""
         if strategy not in STRATEGY_METHODS:
             return {}
         kind, name = STRATEGY_METHODS[strategy]
-        return {"model": self.model["name"], "model_options": model_options(self.model), **self.methods.of(kind, name)}
+        return {"model": self.model["name"], "model_options": model_options(self.model), "progress": "off",
+                **self.methods.of(kind, name)}
 
 
 def model_options(model: dict) -> dict:
@@ -108,8 +110,8 @@ def config_path(name_or_path: str) -> str:
     raise InputError(f"config not found: {name_or_path} (built-in configs: {names})")
 
 
-def load_config(name_or_path: str) -> CLConfig:
-    """Read and check a config file (or built-in name)."""
+def load_config(name_or_path: str, overrides: Sequence[str] = ()) -> CLConfig:
+    """Read and check a config file (or built-in name), with `overrides` (`--set KEY=VALUE`) applied."""
     import yaml
 
     path = config_path(name_or_path)
@@ -124,10 +126,34 @@ def load_config(name_or_path: str) -> CLConfig:
         raise InputError(f"{path}: not valid YAML{where}") from None
     if not isinstance(raw, dict):
         raise InputError(f"{path}: the config must be a mapping of keys to values")
-    cfg = validate(raw)
+    cfg = validate(overridden(raw, overrides))
     if cfg.name is None:
         cfg.name = os.path.basename(path).removesuffix(".yaml")
     return cfg
+
+
+def overridden(raw: dict, overrides: Sequence[str]) -> dict:
+    """`raw` with each `KEY=VALUE` of `overrides` set: a dotted key reaches into the sections
+    (`train.lr=0.01`, `condense.dm.iterations=50`, `memory={ipc: 5}`), VALUE is read as YAML, and
+    the result is checked as if the file had said it."""
+    import yaml
+
+    raw = copy.deepcopy(raw)
+    for text in overrides:
+        key, sep, value = text.partition("=")
+        path = key.strip().split(".")
+        if not sep or not all(path):
+            raise InputError(f"--set must be KEY=VALUE (e.g. train.lr=0.01), got {text!r}")
+        section = raw
+        for i, part in enumerate(path[:-1]):
+            section = section.setdefault(part, {})
+            if not isinstance(section, dict):
+                raise InputError(f"--set {key}: {'.'.join(path[:i + 1])} is not a mapping of keys")
+        try:
+            section[path[-1]] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            raise InputError(f"--set {key}: {value!r} is not a YAML value") from None
+    return raw
 
 
 def _key(prefix: str):

@@ -228,26 +228,40 @@ def _markdown(cfg: dict, summary: dict, pairs: list[dict], results: list[dict], 
 
 
 def plot_matrices(summary: dict, path: str) -> str:
-    """One heat map of the mean accuracy matrix per strategy (blank above the diagonal)."""
+    """`matrix.png`: the figure of `matrix_figure`."""
+    return save_png(matrix_figure(summary), path)
+
+
+def matrix_figure(summary: dict):
+    """One heat map of the mean accuracy matrix per strategy (blank above the diagonal), each cell
+    with its accuracy written in it, and the colour bar's label inside the picture."""
     plt = pyplot()
     import numpy as np
 
     names = list(summary)
-    fig, axes = plt.subplots(1, len(names), figsize=(2.2 * len(names) + 0.6, 2.6), squeeze=False)
+    n = len(next(iter(summary.values()))["matrix"])
+    side = max(2.2, 0.45 * n + 0.8)  # room for a number in every cell
+    fig, axes = plt.subplots(1, len(names), figsize=(side * len(names) + 1.2, side + 0.6), squeeze=False,
+                             layout="constrained")
     for ax, name in zip(axes[0], names):
         rows = summary[name]["matrix"]
-        n = len(rows)
         grid = np.full((n, n), np.nan)
         for i, row in enumerate(rows):
             grid[i, :len(row)] = 100 * np.array(row)
         image = ax.imshow(grid, vmin=0, vmax=100, cmap="viridis")
+        for (i, j), value in np.ndenumerate(grid):
+            if not np.isnan(value):
+                ax.text(j, i, f"{value:.0f}", ha="center", va="center", fontsize=7,
+                        color="black" if value > 60 else "white")
         ax.set_title(name, fontsize=9)
         ax.set_xticks(range(n), [str(j + 1) for j in range(n)], fontsize=7)
         ax.set_yticks(range(n), [str(i + 1) for i in range(n)], fontsize=7)
         ax.set_xlabel("test exp", fontsize=7)
     axes[0][0].set_ylabel("after exp", fontsize=7)
-    fig.colorbar(image, ax=axes[0].tolist(), fraction=0.02, label="accuracy (%)")
-    return save_png(fig, path)
+    bar = fig.colorbar(image, ax=axes[0].tolist(), fraction=0.02, pad=0.01)
+    bar.set_label("accuracy (%)", fontsize=8)
+    bar.ax.tick_params(labelsize=7)
+    return fig
 
 
 def plot_accuracy(summary: dict, cfg: dict, path: str) -> str:

@@ -41,18 +41,18 @@ def plan(cfg: CLConfig) -> dict[str, dict]:
     return {unit_key(name, s): {"strategy": name, "seed": s} for s in cfg.seeds for name in cfg.strategies}
 
 
-def open_run(cfg: CLConfig, out: str) -> Sweep:
+def open_run(cfg: CLConfig, out: str, info: dict | None = None) -> Sweep:
     """Check everything before the first unit starts: the data (with a test split), what of the
     config depends on it (`check_against_data`), the device, that `out` holds no other config's
     results and that the units already there are whole; then add the config's units to the
-    folder's plan."""
+    folder's plan, with `info` (e.g. the command line's `--set` overrides)."""
     data = load_data(cfg.data, cfg.root, cfg.download)
     data.check_test_split()
     check_against_data(cfg, data)
     resolve_device(cfg.device)
     units = plan(cfg)
     sweep = Sweep(out, cfg.settings())
-    sweep.plan(units, {"config": cfg.as_dict()})
+    sweep.plan(units, {"config": cfg.as_dict(), **(info or {})})
     sweep.results(list(units), unit_check(cfg.experiences))
     return sweep
 
@@ -80,11 +80,11 @@ def check_against_data(cfg: CLConfig, data: ImageData) -> None:
 
 
 def run_config(cfg: CLConfig, out: str, layout: Layout = Layout(), tensorboard: bool = False,
-               announce=None) -> list[str]:
+               announce=None, info: dict | None = None) -> list[str]:
     """Run (or resume) this layout's share of the units of `cfg` in `out`; returns what went
     wrong in a worker (empty if nothing). `announce(key, result)` is called after each unit, in
     the process that ran it."""
-    sweep = open_run(cfg, out)
+    sweep = open_run(cfg, out, info)
     return run(sweep, list(plan(cfg)), UnitWork(cfg, out, tensorboard), layout, cfg.device, announce,
                unit_check(cfg.experiences))
 

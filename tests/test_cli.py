@@ -42,12 +42,14 @@ def test_condense_select_evaluate_end_to_end(tmp_path, capsys):
     assert code == 0, err
     assert ReducedSet.load(str(sel_out)).meta["method"] == "herding"
 
-    code, out, err = run_cli(capsys, "evaluate", dm_out, "--data", "digits", "--runs", 2,
+    code, out, err = run_cli(capsys, "evaluate", dm_out, "--runs", 2,  # --data: the set's own (digits)
                              "--epochs", 3, "--json", "--quiet")
     assert code == 0, err
     res = last_json(out)
     assert len(res["accuracies"]) == 2 and 0.0 <= res["mean"] <= 1.0
-    assert res["set_meta"]["method"] == "dm"
+    assert res["set_meta"]["method"] == "dm" and res["data"] == "digits"
+    # --json gives fractions, the text percent (as --json's help says)
+    assert f"accuracy {100 * res['mean']:.2f} +- {100 * res['std']:.2f} %" in out.splitlines()[0]
 
     code, out, err = run_cli(capsys, "evaluate", "--full", "--data", "digits", "--runs", 1,
                              "--epochs", 1, "--json", "--quiet")
@@ -130,3 +132,56 @@ def test_out_inside_a_file_is_refused_before_any_work(tmp_path, capsys):
     code, _, err = run_cli(capsys, "select", "--data", "digits", "--method", "random", "--ipc", "1",
                            "--out", tmp_path / "plain" / "set.pt", "--quiet")
     assert code == 2 and "is a file" in err and len(err.strip().splitlines()) == 1
+
+
+def test_help_says_defaults_json_fractions_and_version(capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(["--version"])
+    assert stop.value.code == 0 and capsys.readouterr().out.startswith("dcapps ")
+    with pytest.raises(SystemExit):
+        main(["evaluate", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "networks trained and tested (default 5)" in help_text
+    assert "fractions in [0, 1]; the text shows %" in help_text
+    assert "(default: the data spec FILE.pt records)" in help_text
+    with pytest.raises(SystemExit):
+        main(["nas", "init", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "trials NNI runs in all (default 20)" in help_text and "trials run at once (default 1)" in help_text
+
+
+def test_methods_shows_ipc_as_condense_asks_for_it(capsys):
+    code, out, _ = run_cli(capsys, "methods", "--json")
+    assert code == 0
+    ipc_lines = [line.split() for line in out.splitlines() if line.strip().startswith("--ipc ")]
+    assert ipc_lines and all(words[1] == "required" for words in ipc_lines)
+    assert last_json(out)["condense dm"]["required"] == ["ipc"]
+
+
+@pytest.mark.parametrize("argv, line", [
+    (["condense", "--data", "digits", "--method", "dm", "--ipc", "1", "--iteration", "5"],
+     "unrecognized arguments: --iteration 5 (did you mean --iterations?)"),
+    (["condense", "--data", "digits", "--method", "dm", "--ipc", "1", "--iter", "5"],
+     "unrecognized arguments: --iter 5"),
+    (["condense", "--data", "digits", "--method", "dm", "--ipc", "1", "--batch-rael", "5"],
+     "unrecognized arguments: --batch-rael 5 (did you mean --batch-real?)"),
+    (["condense", "--data", "digits", "--method", "herding", "--ipc", "1"],
+     "unknown condense method 'herding' (herding is a select method): choose from dm, idm, lcmat, m3d"),
+    (["select", "--data", "digits", "--method", "dm", "--ipc", "1"],
+     "unknown select method 'dm' (dm is a condense method): choose from herding, kcenter, lcmat, random"),
+    (["condense", "--data", "./missing/", "--method", "dm", "--ipc", "1"],
+     "data not found: ./missing/ (no such file or folder)"),
+    (["condense", "--method", "dm", "--ipc", "1"], "condense: the following arguments are required: --data"),
+    ([], "the following arguments are required: COMMAND"),
+])
+def test_usage_errors_are_one_line_with_the_prefix_once(tmp_path, capsys, argv, line):
+    code, out, err = run_cli(capsys, *argv, *(["--out", tmp_path / "x.pt"] if argv else []))
+    assert code == 2 and err == f"dcapps: error: {line}\n", err
+    assert not (tmp_path / "x.pt").exists()
+
+
+def test_a_reduced_set_prints_in_one_line(digits):
+    from condense_core import make_method
+
+    made = make_method("select", "random", ipc=2, seed=1).condense(digits)
+    assert repr(made) == "ReducedSet(20 images of 1x8x8, 10 classes, ipc 2; method random, data digits, seed 1)"

@@ -13,8 +13,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("condense_core", "dcapps", "scenarios", "nas")
 # (pattern, layer), lowest first; "x.*" means x and everything under it, otherwise the exact name.
-LAYERS = (("condense_core.*", 0), ("dcapps", 1), ("dcapps.glossary", 1), ("dcapps.replay", 1), ("scenarios.*", 2),
-          ("nas.*", 2), ("dcapps.cli.*", 3), ("dcapps.__main__", 3))
+LAYERS = (("condense_core.*", 0), ("dcapps", 1), ("dcapps.glossary", 1), ("dcapps.replay", 1),
+          ("dcapps.memory_metrics", 1), ("scenarios.*", 2), ("nas.*", 2), ("dcapps.cli.*", 3), ("dcapps.__main__", 3))
 
 
 def find_modules(root, packages=PACKAGES):

@@ -250,3 +250,44 @@ def test_a_record_written_before_the_glossary_renames_is_read_with_the_new_names
     read, results, missing = runner.finished(str(tmp_path / "out"))
     assert read.methods == cfg.methods and read.methods.shared == {"iterations": 3, "batch_real": 16}
     assert results == [] and missing == list(runner.plan(cfg))
+def test_set_overrides_any_config_key_is_checked_and_recorded(tmp_path, capsys):
+    cfg, out = write_config(tmp_path), tmp_path / "out"
+    assert main(["cl", "run", cfg, "--out", str(out), "--set", "train.epochs=1", "--set", "strategies=[naive, joint]",
+                 "--set", "methods.dm.iterations=2"]) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if "seed 0: final accuracy" in line]
+    assert [line.split("[")[1].split(" units")[0] for line in lines] == ["1/2", "2/2"]
+    assert "ETA " in lines[0] and "ETA" not in lines[1]
+    record = json.loads((out / "sweep.json").read_text())
+    assert record["info"]["overrides"] == ["train.epochs=1", "strategies=[naive, joint]", "methods.dm.iterations=2"]
+    results = json.loads((out / "results.json").read_text())
+    assert results["config"]["train"]["epochs"] == 1 and results["config"]["strategies"] == ["naive", "joint"]
+    assert results["config"]["methods"]["dm"] == {"iterations": 2}
+
+
+@pytest.mark.parametrize("assignment, words", [
+    ("train.lr=abc", "train.lr must be a finite number > 0, got 'abc'"),
+    ("train.lrr=0.1", "unknown setting train.lrr (allowed: train.lr, train.momentum, "),
+    ("train.lr", "--set must be KEY=VALUE (e.g. train.lr=0.01), got 'train.lr'"),
+    ("data.root=x", "--set data.root: data is not a mapping of keys"),
+    ("memory.ipc=0", "memory.ipc must be an integer >= 1 (or none), got 0"),
+])
+def test_a_bad_set_is_refused_like_the_yaml_key(tmp_path, capsys, assignment, words):
+    out = tmp_path / "out"
+    assert main(["cl", "run", write_config(tmp_path), "--out", str(out), "--set", assignment, "-q"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"dcapps: error: {words}") and len(err.splitlines()) == 1 and not out.exists()
+
+
+def test_the_matrix_picture_labels_its_colour_bar_and_writes_each_cell():
+    from scenarios.report import matrix_figure
+
+    summary = {"naive": {"matrix": [[0.9], [0.2, 0.95]]}, "joint": {"matrix": [[0.91], [0.9, 0.93]]}}
+    fig = matrix_figure(summary)
+    fig.canvas.draw()
+    *heat_maps, bar = fig.axes
+    assert [t.get_text() for t in heat_maps[0].texts] == ["90", "20", "95"]
+    assert [t.get_text() for t in heat_maps[1].texts] == ["91", "90", "93"]
+    label = bar.yaxis.label
+    assert label.get_text() == "accuracy (%)"
+    box, whole = label.get_window_extent(), fig.bbox
+    assert whole.x0 <= box.x0 and box.x1 <= whole.x1 and whole.y0 <= box.y0 and box.y1 <= whole.y1

@@ -21,7 +21,7 @@ from ..errors import InputError, Interrupted
 from ..hooks import MatchingHooks
 from ..method import Method
 from ..registration import register
-from ..runtime import tracked
+from ..progress import tracked
 from ..settings import setting
 
 PRECISIONS = ("fp32", "bf16")
@@ -54,7 +54,7 @@ class DM(Method, MatchingHooks[None]):
 
     # Short condensations (a replay memory per experience) instead of the paper's 20,000 iterations
     # at lr_img 1: start from herding's picks, take larger image steps, factor 1 (chosen in the
-    # README's DMReplay section, where the measurements and their commands are).
+    # docs/cl.md, where the measurements and their commands are).
     presets: ClassVar[dict[str, dict]] = {
         "memory": {"iterations": 100, "batch_real": 128, "init": "herding", "lr_img": 30.0}}
 
@@ -76,8 +76,8 @@ class DM(Method, MatchingHooks[None]):
     def _run(self, data, device, checkpoint=None, embedding=None):
         run = Engine(self, data, device, checkpoint, embedding)
         stop = StopSignals()
-        bar = tracked(range(run.done, self.iterations), desc=f"{self.name} ipc{self.ipc}",
-                       progress=self.progress and run.ranks.rank == 0)
+        bar = tracked(range(run.done, self.iterations), self.iterations, f"{self.name} ipc{self.ipc}",
+                      self.progress if run.ranks.rank == 0 else "off", run.last_loss, initial=run.done)
         with stop.installed():
             for _ in bar:
                 run.step()

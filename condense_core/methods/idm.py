@@ -1,7 +1,7 @@
 """Improved distribution matching (Zhao et al., CVPR 2023): `condense --method idm`.
 
-DM with the paper's three changes, each a setting here (the README's ablation switches them off
-one at a time):
+DM with the paper's three changes, each a setting here (the ablation in docs/beyond-dm.md switches
+them off one at a time):
 - partition and expansion: multi-formation, `factor` 2 by default (`formation`);
 - enriched model sampling: a queue of networks (`queue_size`), a fresh one joining every
   `refresh_every` iterations (the oldest leaving), `train_nets` of them trained `train_steps`

@@ -14,7 +14,8 @@ import platform
 import statistics
 import time
 
-from .common import add_data_arguments, add_setting_flags, add_stream_argument, emit_json, given_settings
+from .common import (add_data_arguments, add_output_arguments, add_setting_flags, add_stream_argument, emit_json,
+                     given_settings)
 
 HELP = {"bench": "time the condensation engine against a straightforward reference loop"}
 
@@ -29,7 +30,7 @@ def add_arguments(name, p: argparse.ArgumentParser) -> None:
     p.add_argument("--warmup", type=int, default=3, help="untimed iterations first (compilation, CUDA graph "
                                                          "capture) (3)")
     add_setting_flags(p, {"dm": DM}, skip=("iterations",))  # DM's settings, except its iteration count
-    p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+    add_output_arguments(p)
 
 
 def run(args) -> int:

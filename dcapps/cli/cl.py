@@ -13,14 +13,15 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 
-from .common import add_layout_flags, device_flag, emit_json
+from .common import add_layout_flags, add_output_arguments, device_flag, emit_json
 
 HELP = {"cl": "scripted class-incremental benchmarks: dcapps cl run CONFIG.yaml | cl report DIR",
         "demo": "compare continual-learning strategies on digits (a few minutes on a CPU)"}
 DEMO_CONFIG = "digits"
 DEMO_NOTE = ("\nOn 8x8 digits with a few minutes of CPU, condensed memories gain least. Where they win, "
-             "with the margins over 3 seeds: the README's DMReplay section\n(Fashion-MNIST, 1,000 images "
+             "with the margins over 3 seeds: docs/cl.md\n(Fashion-MNIST, 1,000 images "
              "per class: dcapps cl run benchmarks/cl/fashion_mix.yaml and fashion_gdumb.yaml).")
 
 
@@ -30,7 +31,7 @@ def add_arguments(name: str, p: argparse.ArgumentParser) -> None:
         sub.required = True
         rep = sub.add_parser("report", help="rebuild DIR's report from its finished units; name the missing")
         rep.add_argument("dir", metavar="DIR", help="the --out folder of cl run")
-        rep.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+        add_output_arguments(rep)
         p = sub.add_parser("run", help="every strategy of the config for every seed")
         p.add_argument("config", metavar="CONFIG.yaml",
                        help="a YAML file, or a built-in name: digits, splitmnist, splitcifar10, "
@@ -39,39 +40,63 @@ def add_arguments(name: str, p: argparse.ArgumentParser) -> None:
         p.add_argument("--data", default=None, metavar="SPEC",
                        help="data spec overriding the config's (e.g. another PATH.npz: the same config, "
                             "unchanged, on other data)")
+        p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                       help="override any config key, checked as in the file (e.g. train.lr=0.01, "
+                            "condense.dm.iterations=50; repeat for several); recorded in DIR/sweep.json")
         add_layout_flags(p)
     p.add_argument("--out", default=None, metavar="DIR", help="output folder (default runs/cl/<name>)")
     p.add_argument("--device", type=device_flag, default=None,
                    help="auto | cpu | cuda | cuda:N (overrides the config's)")
     p.add_argument("--tensorboard", action="store_true", help="also write TensorBoard logs to DIR/tensorboard")
-    p.add_argument("--quiet", action="store_true", help="no line per unit")
-    p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+    add_output_arguments(p)
 
 
 def run(args: argparse.Namespace) -> int:
+    from condense_core.extras import require
     from scenarios.quiet import other_libraries_quiet
 
-    with other_libraries_quiet():
+    with other_libraries_quiet():  # Avalanche's import warns too
+        require("cl", " ".join(["dcapps", args.command, *filter(None, [getattr(args, "cl_command", None)])]))
         if getattr(args, "cl_command", None) == "report":
             return _report(args)
         return _run(args)
 
 
-def announce(key: str, r: dict) -> None:
-    """One line per finished unit, printed by the process that ran it."""
-    print(f"{r['strategy']:>12} seed {r['seed']}: final accuracy {100 * r['accuracy'][-1]:.2f} % "
-          f"({r['train_time_s'] + r['memory_time_s']:.1f} s)", flush=True)
+class UnitLines:
+    """The line printed by the process that ran a unit, when it ends: its result, the units
+    finished of those planned in the folder (by every process sharing it) and the time left at
+    the pace of this run so far. Picklable, for spawned workers."""
+
+    def __init__(self, out: str, keys: list[str]):
+        from condense_core.sweep import Sweep
+
+        self.files = [Sweep(out).path(k) for k in keys]
+        self.start, self.before = time.time(), self.finished()
+
+    def finished(self) -> int:
+        return sum(os.path.exists(f) for f in self.files)
+
+    def __call__(self, key: str, r: dict) -> None:
+        from condense_core.progress import duration
+
+        done, total = self.finished(), len(self.files)
+        elapsed, new = time.time() - self.start, done - self.before
+        left = f", ETA {duration(elapsed / new * (total - done))}" if new and done < total else ""
+        print(f"{r['strategy']:>12} seed {r['seed']}: final accuracy {100 * r['accuracy'][-1]:.2f} % "
+              f"({r['train_time_s'] + r['memory_time_s']:.1f} s)  [{done}/{total} units{left}]", flush=True)
 
 
 def _run(args: argparse.Namespace) -> int:
     from condense_core.distributed import Ranks, finish
+    from condense_core.progress import mode_of
     from condense_core.sweep import Layout
     from scenarios.config import config_path, load_config, parse_seeds
-    from scenarios.runner import run_config
+    from scenarios.runner import plan, run_config
 
     from .common import check_out_folder, layout_of
 
-    cfg = load_config(DEMO_CONFIG if args.command == "demo" else args.config)
+    overrides = getattr(args, "set", None) or []
+    cfg = load_config(DEMO_CONFIG if args.command == "demo" else args.config, overrides)
     if getattr(args, "seeds", None) is not None:
         cfg.seeds = parse_seeds(args.seeds)
     if getattr(args, "data", None) is not None:
@@ -82,9 +107,10 @@ def _run(args: argparse.Namespace) -> int:
     out = args.out if args.out is not None else os.path.join("runs", "cl", cfg.name)
     check_out_folder(out, [("config", config_path(args.config) if args.command == "cl" else ""),
                            ("data", cfg.data)])
+    lines = UnitLines(out, list(plan(cfg))) if mode_of(args.progress) != "off" else None
     try:
-        problems = run_config(cfg, out, layout, tensorboard=args.tensorboard,
-                              announce=None if args.quiet else announce)
+        problems = run_config(cfg, out, layout, tensorboard=args.tensorboard, announce=lines,
+                              info={"overrides": overrides})
         if Ranks.current().rank == 0:
             _write_report(out, cfg, args.json, demo=args.command == "demo")
     finally:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+from contextlib import contextmanager
+from typing import Iterator
 
 
 def emit_json(obj) -> None:
@@ -12,10 +14,12 @@ def emit_json(obj) -> None:
     print(json.dumps(obj, default=str), flush=True)
 
 
-def add_data_arguments(p: argparse.ArgumentParser) -> None:
-    """--data SPEC, --root DIR, --download: shared by every command that reads real data."""
-    p.add_argument("--data", required=True, metavar="SPEC",
-                   help="digits | mnist | fashionmnist | cifar10 | cifar100 | svhn | PATH.npz | DIR/")
+def add_data_arguments(p: argparse.ArgumentParser, default: str = "") -> None:
+    """--data SPEC, --root DIR, --download: shared by every command that reads real data (--data
+    is required unless `default` says where else it comes from)."""
+    p.add_argument("--data", required=not default, metavar="SPEC",
+                   help="digits | mnist | fashionmnist | cifar10 | cifar100 | svhn | PATH.npz | DIR/"
+                        + (f" (default: {default})" if default else ""))
     p.add_argument("--root", default=None, help="folder of torchvision data sets (default ./data)")
     p.add_argument("--download", action="store_true", help="allow downloading a torchvision set")
 
@@ -26,17 +30,55 @@ def add_stream_argument(p: argparse.ArgumentParser) -> None:
                         "it would not fit in half the available memory)")
 
 
+JSON_HELP = "print one JSON object as the last line of stdout (accuracies as fractions in [0, 1]; the text shows %%)"
+
+
 def add_output_arguments(p: argparse.ArgumentParser) -> None:
-    """--quiet, --json."""
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
-    p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+    """--json (every command also gets -v, -q and --progress: `add_log_arguments`)."""
+    p.add_argument("--json", action="store_true", help=JSON_HELP)
+
+
+def add_log_arguments(p: argparse.ArgumentParser) -> None:
+    """-v/--verbose, -q/--quiet and --progress, which every command takes (added by `build_parser`)."""
+    from condense_core.progress import HELP, MODES
+
+    p.add_argument("-v", "--verbose", action="store_true", help="also debug messages")
+    p.add_argument("-q", "--quiet", action="store_true",
+                   help="only warnings and errors: no progress and no line per finished unit")
+    p.add_argument("--progress", choices=MODES, default="auto", help=HELP + " (default auto)")
+
+
+@contextmanager
+def logging_shown(args: argparse.Namespace) -> Iterator[None]:
+    """For the duration of a command: the `dcapps` logger's records on stderr, time-stamped
+    (INFO: progress lines; -v: DEBUG too; -q: warnings only, and no progress at all); the logger
+    is left as it was found afterwards (main() may run inside another program or a test)."""
+    import logging
+    import sys
+
+    logger = logging.getLogger("dcapps")
+    before = logger.level, logger.propagate
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%Y-%m-%d %H:%M:%S"))
+    quiet, verbose = getattr(args, "quiet", False), getattr(args, "verbose", False)
+    if quiet:
+        args.progress = "off"
+    logger.addHandler(handler)
+    logger.setLevel(logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO)
+    logger.propagate = False  # shown once, here, whatever the root logger does
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(before[0])
+        logger.propagate = before[1]
 
 
 def add_run_arguments(p: argparse.ArgumentParser) -> None:
-    """--seed, --device, --quiet, --json (for commands whose seed and device are not a method's)."""
+    """--seed, --device, --json (for commands whose seed and device are not a method's)."""
     from condense_core.settings import SEED_MAX
 
-    p.add_argument("--seed", type=at_least(0, SEED_MAX), default=0)
+    p.add_argument("--seed", type=at_least(0, SEED_MAX), default=0, help="seed of every random choice (default 0)")
     p.add_argument("--device", type=device_flag, default="auto", help="auto | cpu | cuda | cuda:N")
     add_output_arguments(p)
 
@@ -71,7 +113,7 @@ def add_setting_flags(p: argparse.ArgumentParser, classes: dict[str, type], skip
     owners: dict[str, list] = {}
     for cls_name, cls in classes.items():
         for s in settings_of(cls).values():
-            if s.name not in skip:
+            if s.name not in skip and not s.rule.display_only:  # --progress: add_log_arguments
                 owners.setdefault(s.name, []).append((cls_name, s))
     for name, found in owners.items():
         s = found[0][1]

@@ -4,7 +4,8 @@ from __future__ import annotations
 import argparse
 import os
 
-from .common import add_data_arguments, add_layout_flags, add_run_arguments, add_setting_flags, at_least, emit_json
+from .common import (add_data_arguments, add_layout_flags, add_output_arguments, add_run_arguments, add_setting_flags,
+                     at_least, emit_json)
 
 HELP = {"nas": "proxy NAS with NNI: init an nnictl experiment, report its ranking, rank-eval a proxy"}
 TUNER_CHOICES = ("grid", "random", "tpe", "evolution")  # no Anneal: it breaks on numpy 2
@@ -33,9 +34,9 @@ def add_arguments(name: str, p: argparse.ArgumentParser) -> None:
     init.add_argument("--proxy", required=True, metavar="FILE.pt", help="the proxy ReducedSet")
     init.add_argument("--out", required=True, metavar="DIR", help="experiment folder to write")
     init.add_argument("--space", default="small", help="full (720 ConvNets) | small (72) | FILE.json")
-    init.add_argument("--tuner", default="tpe", choices=TUNER_CHOICES)
-    init.add_argument("--max-trials", type=at_least(1), default=20)
-    init.add_argument("--concurrency", type=at_least(1), default=1)
+    init.add_argument("--tuner", default="tpe", choices=TUNER_CHOICES, help="NNI's tuner (default tpe)")
+    init.add_argument("--max-trials", type=at_least(1), default=20, help="trials NNI runs in all (default 20)")
+    init.add_argument("--concurrency", type=at_least(1), default=1, help="trials run at once (default 1)")
     init.add_argument("--training-service", default="local", choices=("local", "remote"),
                       help="where trials run: this machine, or --machine hosts over SSH (local)")
     init.add_argument("--machine", action="append", default=[], metavar="USER@HOST[:PORT]",
@@ -55,7 +56,7 @@ def add_arguments(name: str, p: argparse.ArgumentParser) -> None:
     rep.add_argument("--dir", default=None, help="the `nas init` folder or an experiment folder")
     rep.add_argument("--out", default=None, metavar="DIR", help="where ranking.csv/png go (default --dir)")
     rep.add_argument("--top", type=at_least(1), default=10, help="rows to print (10)")
-    rep.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+    add_output_arguments(rep)
 
     ev = sub.add_parser("rank-eval", help="rank correlation of proxies against whole-data training")
     add_data_arguments(ev)
@@ -89,7 +90,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _init(args) -> int:
+    from condense_core.extras import require
     from nas.config import init_experiment
+
+    require("nas", "dcapps nas init")
 
     res = init_experiment(args.out, args.data, args.proxy, _training(args), args.root, args.download,
                           args.space, args.tuner, args.max_trials, args.concurrency, args.seed, args.device,

@@ -12,6 +12,7 @@ from .common import (add_data_arguments, add_output_arguments, add_setting_flags
 
 HELP = {"condense": "learn synthetic images per class (dm, lcmat, ...; `dcapps methods` lists them)",
         "select": "pick real images per class (random, herding, kcenter, lcmat, ...; `dcapps methods`)"}
+REQUIRED = ("ipc",)  # settings the command line asks for (no default there; `dcapps methods` says so)
 
 
 def add_arguments(kind: str, p: argparse.ArgumentParser) -> None:
@@ -20,10 +21,11 @@ def add_arguments(kind: str, p: argparse.ArgumentParser) -> None:
     table = methods(kind)
     add_data_arguments(p)
     add_stream_argument(p)
-    p.add_argument("--method", required=True, choices=tuple(table))
+    p.add_argument("--method", required=True, metavar="NAME", help=" | ".join(table))
     p.add_argument("--out", required=True, metavar="FILE.pt")
-    p.add_argument("--png", action="store_true", help="also write a picture of the set next to --out")
-    add_setting_flags(p, table, required=("ipc",))
+    p.add_argument("--png", action="store_true",
+                   help="also write a picture of the set (and of its loss curve) next to --out, as FILE.png")
+    add_setting_flags(p, table, required=REQUIRED)
     if kind == "condense":
         p.add_argument("--checkpoint-every", type=at_least(0), default=0, metavar="N",
                        help="save the run's state next to --out every N iterations (it is also saved "
@@ -43,12 +45,12 @@ def run(args: argparse.Namespace) -> int:
     from .common import given_settings
 
     kind = args.command
+    cls = method_class(kind, args.method)  # an unknown name, or one of the other command, said first
     inputs = [("--data", args.data)]
     check_out(args.out, inputs)
     png = os.path.splitext(args.out)[0] + ".png" if args.png else None
     if png is not None:
         check_out(png, inputs, flag="--png (next to --out)")
-    cls = method_class(kind, args.method)
     settings = given_settings(cls, args, f"{kind} method {args.method!r}")
     resolve_device(settings.get("device", cls.device), flag_name)  # before any work
     # under torchrun: join the group, one device per rank
@@ -74,7 +76,7 @@ def _build(args, kind, cls, settings, lock, png) -> int:
             resume = False
         checkpoint = Checkpoint(path, args.checkpoint_every, resume, args.restart, flag_name)
     try:
-        method = cls(**settings, progress=not args.quiet)
+        method = cls(**settings)  # --progress is the method's progress setting (given_settings)
         data = load_data(args.data, args.root, args.download, args.stream, flag_name)
         reduced = method.condense(data, checkpoint)
         if Ranks.current().rank != 0:
@@ -86,10 +88,12 @@ def _build(args, kind, cls, settings, lock, png) -> int:
         checkpoint.remove()  # superseded by the finished set, now safely on disk
     result = {"out": args.out, "method": args.method, "kind": kind, "ipc": method.ipc, "images": len(reduced),
               "wall_time_s": reduced.meta["wall_time_s"]}
+    picture = ""
     if png is not None:
         result["png"] = reduced.save_grid(png)
+        picture = f"; picture {png}"
     print(f"wrote {args.out}: {len(reduced)} images ({args.method}, ipc {method.ipc}) "
-          f"in {reduced.meta['wall_time_s']:.1f} s")
+          f"in {reduced.meta['wall_time_s']:.1f} s{picture}")
     if args.json:
         emit_json(result)
     return 0
