@@ -22,8 +22,7 @@ Budgets: `ipc` images per class (memory grows with the classes, as in the DM pap
 remainder stays unused). When new classes arrive under `mem_size`, every older class whose
 share shrank is re-condensed by the same method from its own stored images onto the new,
 smaller count (DM condenses the old synthetic set onto fewer images; a selector picks among
-them), so the buffer never exceeds its budget; a memory that keeps the learner's logits picks
-among them instead, keeping the logits its images were stored with (`_shrink`).
+them), so the buffer never exceeds its budget.
 
 Knowledge (`knowledge="logits"`): in `mix` the learner's logits on the stored images are
 recorded when they are stored and replayed with DER++'s loss; in `gdumb` a teacher trained on
@@ -131,18 +130,14 @@ class ReducedSetBuffer(ExemplarsBuffer):
         self.method_for(1, "cpu", "check")  # unknown names or settings fail here, not after training
 
     # -- condensation -------------------------------------------------------------------------
-    def method_for(self, ipc: int, device, *stream, name: Optional[str] = None):
+    def method_for(self, ipc: int, device, *stream):
         """The configured method for `ipc` images per class, seeded from `stream`: its memory
         preset, then, for vector data, `VECTOR_DEFAULTS` (those settings it has), then
         `method_settings`; it records a teacher's soft targets when the memory's logits come
-        from a teacher. `name`: the selector of that name instead, given the settings it has."""
-        kind, method = ("select", name) if name is not None else (self.kind, self.method)
-        cls = method_class(kind, method)
-        given = {**applicable(cls, VECTOR_DEFAULTS if self.vectors else {}), **self.method_settings,
-                 **({"soft_labels": True} if self.logits_from == "teacher" else {})}
-        if name is not None:
-            given = applicable(cls, given)
-        return make_method(kind, method, PRESET, **{"device": str(device), **given},
+        from a teacher."""
+        given = {**applicable(method_class(self.kind, self.method), VECTOR_DEFAULTS if self.vectors else {}),
+                 **self.method_settings, **({"soft_labels": True} if self.logits_from == "teacher" else {})}
+        return make_method(self.kind, self.method, PRESET, **{"device": str(device), **given},
                            ipc=ipc, seed=derive_seed(self.seed, *stream))
 
     def budget(self, n_classes: int) -> int:
@@ -180,11 +175,10 @@ class ReducedSetBuffer(ExemplarsBuffer):
         self._shrink(per_class, device, index, learner, outputs)
         self._refresh()
 
-    def _embedding(self, learner, always: bool = False):
-        """What the memory method looks through: the learner's embedding (`embedding="learner"`,
-        or `always`: `embed`, else `features`, of the model, in eval mode) or, by default,
-        nothing given."""
-        if self.embedding != "learner" and not always:
+    def _embedding(self, learner):
+        """What the memory method looks through: the learner's embedding (`embedding="learner"`:
+        `embed`, else `features`, of the model, in eval mode) or, by default, nothing given."""
+        if self.embedding != "learner":
             return None
         part = getattr(learner, "embed", None) or getattr(learner, "features", None)
         if part is None:
@@ -225,21 +219,14 @@ class ReducedSetBuffer(ExemplarsBuffer):
         return torch.cat(xs), torch.cat(ys)
 
     def _shrink(self, per_class: int, device, index, learner=None, outputs: Optional[int] = None) -> None:
-        """Reduce every stored class holding more than `per_class` images onto `per_class`: the
-        memory's method re-condenses it from its stored images. A memory that keeps the
-        learner's logits selects instead (herding through the learner's embedding), so the
-        images it keeps keep the logits recorded when they were stored, as DER's buffer keeps
-        them; logits re-recorded by a learner that has moved on would carry less of what it knew."""
+        """Re-condense every stored class holding more than `per_class` images onto `per_class`.
+        Where the memory keeps logits, the images a selector keeps keep theirs (recorded when
+        they were stored, as DER's buffer keeps them); new images get new ones."""
         for i, s in enumerate(self.sets):
             counts = torch.bincount(s.labels)
             if len(counts) and int(counts.max()) > per_class:
-                data = _image_data(*s.training_images(), outputs)
-                if self.logits_from == "learner" and s.factor == 1:
-                    reduced = self.method_for(per_class, device, "shrink", index, i, name="herding").condense(
-                        data, embedding=self._embedding(learner, always=True))
-                else:
-                    reduced = self.method_for(per_class, device, "shrink", index, i).condense(
-                        data, embedding=self._embedding(learner))
+                reduced = self.method_for(per_class, device, "shrink", index, i).condense(
+                    _image_data(*s.training_images(), outputs), embedding=self._embedding(learner))
                 meta = {**s.meta, "factor": reduced.factor, "reduced_to_ipc": per_class, "reduced_by": reduced.meta}
                 kept = reduced.meta.get("indices")
                 targets = (s.targets.rows(torch.tensor(kept)) if kept is not None and s.targets is not None

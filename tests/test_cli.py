@@ -141,7 +141,7 @@ def test_help_says_defaults_json_fractions_and_version(capsys):
     with pytest.raises(SystemExit):
         main(["evaluate", "--help"])
     help_text = " ".join(capsys.readouterr().out.split())
-    assert "networks trained and tested (default 5)" in help_text
+    assert "networks trained from scratch and tested (the mean and std over them are reported) (default 5)" in help_text
     assert "fractions in [0, 1]; the text shows %" in help_text
     assert "(default: the data spec FILE.pt records)" in help_text
     with pytest.raises(SystemExit):

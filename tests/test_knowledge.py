@@ -241,14 +241,3 @@ def test_a_selected_memory_keeps_its_logits_when_it_shrinks(digits):
     assert torch.equal(old.images, first.images[kept])
     assert torch.equal(old.targets.logits, first.targets.logits[kept])  # recorded when first stored
 
-
-def test_a_condensed_memory_with_the_learners_logits_shrinks_by_selection_keeping_them(digits):
-    strategy = _strategy(mem_size=8, knowledge="logits")
-    stream = _stream(digits).train_stream
-    strategy.train(stream[0])
-    first = strategy.memory.sets[0]
-    strategy.train(stream[1])
-    old = strategy.memory.sets[0]
-    kept = old.meta["reduced_by"]["indices"]
-    assert old.meta["reduced_by"]["method"] == "herding" and len(old) == 4
-    assert torch.equal(old.images, first.images[kept]) and torch.equal(old.targets.logits, first.targets.logits[kept])
