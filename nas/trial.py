@@ -96,7 +96,7 @@ def run_setup(setup: dict, arch: dict, on_epoch=None) -> dict:
     data = load_data(setup["data"], setup.get("root"))
     x, y = proxy.for_data(data)
     result = train_candidate(arch, x, y, data, train_config(setup["train"]), setup["seed"],
-                             setup.get("device", "auto"), on_epoch, syn.targets)
+                             setup.get("device", "auto"), on_epoch, proxy.targets)
     return {**result, "arch": arch_name(check_arch(arch)), "proxy_images": len(x)}
 
 
