@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test install sshd clean
+.PHONY: demo test hostile install sshd clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -20,6 +20,12 @@ demo: $(STAMP)
 # The tests run in one process per core (pytest-xdist): most of them use one thread each.
 test: $(STAMP) sshd
 	$(PY) -m pytest -q -n auto
+
+# The hostile-input campaign (tests/harness/hostile_campaign.py): bad and hostile inputs across every
+# command, in two processes of one thread; it exits 1 unless every case is handled (CI runs it after
+# the tests).
+hostile: $(STAMP)
+	OMP_NUM_THREADS=1 $(PY) tests/harness/hostile_campaign.py --jobs 2 --out runs/hostile/campaign.json
 
 # tests/test_nas_remote.py runs NNI's remote training service against a real OpenSSH server that
 # it starts itself: as root with apt, Debian's openssh-server is installed once (no daemon is left

@@ -13,7 +13,7 @@ import os
 from dataclasses import asdict, dataclass, field
 from typing import Any, Optional
 
-from condense_core.errors import InputError
+from condense_core.errors import InputError, shown
 from condense_core.settings import DEVICE, SEED_MAX, applicable, check, setting, settings_of
 from condense_core.training import SGDSettings
 
@@ -21,6 +21,7 @@ from .strategies import MEMORY_METHODS, STRATEGIES
 
 CONFIG_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs")
 MODEL_OPTIONS = ("name", "width", "depth", "act", "norm", "pool")
+NAME_LONGEST = 100  # a title that fits a plot's line and a folder name that leaves room under NAME_MAX
 
 
 @dataclass
@@ -56,7 +57,7 @@ class CLConfig:
 
     data: str = setting("", "data spec: digits, mnist, cifar10, ..., PATH.npz or DIR/")
     name: Optional[str] = setting(None, "report title and output folder runs/cl/<name> (default: the "
-                                        "file's name)")
+                                        "file's name)", longest=NAME_LONGEST)
     root: Optional[str] = setting(None, "folder of torchvision data sets")
     download: bool = setting(False, "allow downloading a torchvision set")
     experiences: int = setting(5, "class-incremental experiences", low=1)
@@ -96,18 +97,10 @@ def config_path(name_or_path: str) -> str:
 
 def load_config(name_or_path: str) -> CLConfig:
     """Read and check a config file (or built-in name)."""
-    import yaml
+    from .strict_yaml import load_yaml
 
     path = config_path(name_or_path)
-    try:
-        with open(path, encoding="utf-8") as f:
-            raw = yaml.safe_load(f)
-    except UnicodeDecodeError:
-        raise InputError(f"{path}: not a UTF-8 text file") from None
-    except yaml.YAMLError as e:
-        line = getattr(getattr(e, "problem_mark", None), "line", None)
-        where = f" (line {line + 1})" if line is not None else ""
-        raise InputError(f"{path}: not valid YAML{where}") from None
+    raw = load_yaml(path)
     if not isinstance(raw, dict):
         raise InputError(f"{path}: the config must be a mapping of keys to values")
     cfg = validate(raw)
@@ -165,12 +158,12 @@ def parse_seeds(value, name: str = "--seeds") -> list[int]:
         try:
             value = [int(s) for s in value.split(",") if s.strip()]
         except ValueError:
-            raise InputError(f"{name} must be integers separated by commas, got {value!r}") from None
+            raise InputError(f"{name} must be integers separated by commas, got {shown(value)}") from None
     if isinstance(value, int) and not isinstance(value, bool):
         value = [value]
     if (not isinstance(value, list) or not value
             or any(isinstance(s, bool) or not isinstance(s, int) or not 0 <= s <= SEED_MAX for s in value)):
-        raise InputError(f"{name} must be a non-empty list of integers from 0 to {SEED_MAX}, got {value!r}")
+        raise InputError(f"{name} must be a non-empty list of integers from 0 to {SEED_MAX}, got {shown(value)}")
     if len(set(value)) != len(value):
         raise InputError(f"{name} lists a seed twice: {value}")
     return list(value)

@@ -43,8 +43,8 @@ def plan(cfg: CLConfig) -> dict[str, dict]:
 def open_run(cfg: CLConfig, out: str) -> Sweep:
     """Check everything before the first unit starts: the data (with a test split), the split,
     the model, every strategy's memory method with its settings, that `out` holds no other
-    config's results and that the units already there are whole; then add the config's units
-    to the folder's plan."""
+    config's results and that the units already there are whole and of this config; then add
+    the config's units to the folder's plan (its first write)."""
     data = load_data(cfg.data, cfg.root, cfg.download)
     data.check_test_split()
     check_split(cfg, data.num_classes)
@@ -53,8 +53,7 @@ def open_run(cfg: CLConfig, out: str) -> Sweep:
     check_memory_methods(cfg, data)
     units = plan(cfg)
     sweep = Sweep(out, cfg.settings())
-    sweep.plan(units, {"config": cfg.as_dict()})
-    sweep.results(list(units), unit_check(cfg))
+    sweep.plan(units, {"config": cfg.as_dict()}, unit_check(cfg))
     return sweep
 
 
