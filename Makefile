@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DOCS_STAMP := $(VENV)/.installed-docs
 
-.PHONY: demo test docs install sshd clean
+.PHONY: demo test docs hostile install sshd clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -29,6 +29,11 @@ test: $(STAMP) sshd
 
 docs: $(DOCS_STAMP)
 	$(VENV)/bin/mkdocs build --strict --site-dir site
+# The hostile-input campaign (tests/harness/hostile_campaign.py): bad and hostile inputs across every
+# command, in two processes of one thread; it exits 1 unless every case is handled (CI runs it after
+# the tests).
+hostile: $(STAMP)
+	OMP_NUM_THREADS=1 $(PY) tests/harness/hostile_campaign.py --jobs 2 --out runs/hostile/campaign.json
 
 # tests/test_nas_remote.py runs NNI's remote training service against a real OpenSSH server that
 # it starts itself: as root with apt, Debian's openssh-server is installed once (no daemon is left

@@ -9,7 +9,8 @@ a temporary name and renamed, so a killed process leaves the previous checkpoint
 A checkpoint is never lost by accident: a run that does not resume refuses to start where one
 lies (continue it with `resume`, or replace it with `restart`), `resume` without one is refused,
 and a loaded checkpoint is checked field by field (iteration within the run, images and momentum
-of the run's shape, a generator state the generator accepts) before anything is taken from it.
+of the run's shape and finite, a generator state the generator accepts) before anything is taken
+from it.
 """
 from __future__ import annotations
 
@@ -108,6 +109,8 @@ def _check_state(state: dict, identity: dict, path: str, restart: str) -> None:
         t = state.get(key)
         if not (torch.is_tensor(t) and t.dtype == torch.float32 and tuple(t.shape) == shape):
             raise damaged(f"{key} must be a float32 tensor of shape {'x'.join(map(str, shape))}")
+        if not torch.isfinite(t).all():  # a run from them would diverge at once, blaming its step size
+            raise damaged(f"its {key} hold NaN or infinite values")
     losses = state.get("losses")
     if not (torch.is_tensor(losses) and losses.is_floating_point() and tuple(losses.shape) == (total,)):
         raise damaged(f"losses must be a float vector of {total} values")

@@ -253,13 +253,24 @@ def remove_temporaries(folders: Iterable[str], mine) -> None:
 @contextmanager
 def held(path: str):
     """For the duration, the lock of the file `path` (waiting for a holder to let it go): for
-    short critical sections of processes sharing a folder."""
+    short critical sections of processes sharing a folder. The file is removed when the section
+    ends, so no lock file is left in the folder (`take_lock` relocks a file removed under it)."""
     fd, _ = take_lock(path, wait=True)
     try:
         yield
     finally:
         if fd is not None and fd >= 0:
-            os.close(fd)
+            drop_lock(path, fd)
+
+
+def drop_lock(path: str, fd: int) -> None:
+    """Give up the lock `take_lock` returned as `fd`, removing its file first (a process waiting
+    for it then finds the file gone and locks a new one)."""
+    try:
+        os.remove(path)
+    except OSError:
+        pass
+    os.close(fd)
 
 
 def _record(fd: int) -> dict | None:

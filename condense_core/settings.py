@@ -5,8 +5,9 @@ carries its bounds, choices and one help line; its type is the field's annotatio
 user can set is derived from that one declaration: the command-line flags (`dcapps condense`),
 the YAML keys of a scripted benchmark, the `method_settings` of `DMReplay`, and their checks,
 which are made by `check` before any work and name the setting in the caller's own words
-(`--lr-img`, `methods.dm.lr_img`, `lr_img`: its `spell`). No list of setting names is kept
-anywhere else.
+(`--lr-img`, `methods.dm.lr_img`, `lr_img`: its `spell`). No list of setting names is kept anywhere else. Unless a setting
+declares its own bound, an integer is at most `INT_MAX` and a text at most `TEXT_LONGEST`
+characters: no value a check passes makes a library underneath overflow or a message flood.
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import re
 import typing
 from typing import Any, Callable, NamedTuple
 
-from .errors import InputError
+from .errors import InputError, shown
 
 KEY = "dcapps.setting"
 
@@ -33,6 +34,12 @@ class Pattern(NamedTuple):
 DEVICE = Pattern(r"auto|cpu|cuda(:[0-9]+)?", "auto, cpu, cuda or cuda:N")
 # The largest seed: what numpy's seeding takes (Avalanche and NNI's tuners seed numpy with it).
 SEED_MAX = 2 ** 32 - 1
+# The longest text setting unless it declares its own `longest`: Linux's PATH_MAX, the longest
+# path a data spec or folder can be (a text that size is a mistake, and would flood messages).
+TEXT_LONGEST = 4096
+# The largest integer setting unless it declares its own `high`: what a tensor's size or an index
+# holds (int64); past it PyTorch fails with an overflow deep inside a run.
+INT_MAX = 2 ** 63 - 1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,6 +52,7 @@ class Rule:
     high: float | None = None  # value <= high
     choices: tuple | None = None
     pattern: Pattern | None = None  # a text setting's form
+    longest: int | None = None  # a text setting's most characters (None: TEXT_LONGEST)
     speed_only: bool = False  # changes how fast a result comes, never the result
     common: bool = False  # every method has it (the CLI and the YAML give it a place of its own)
     display_only: bool = False  # how a run is shown (progress): never in metadata, checkpoints or sweeps
@@ -52,10 +60,10 @@ class Rule:
 
 def setting(default: Any = dataclasses.MISSING, help: str = "", *, factory: Callable | None = None,
             low: float | None = None, above: float | None = None, high: float | None = None,
-            choices: tuple | None = None, pattern: Pattern | None = None, speed_only: bool = False,
-            common: bool = False, display_only: bool = False) -> Any:
+            choices: tuple | None = None, pattern: Pattern | None = None, longest: int | None = None,
+            speed_only: bool = False, common: bool = False, display_only: bool = False) -> Any:
     """A dataclass field declared as a user-facing setting (see the module docstring)."""
-    rule = Rule(help, low, above, high, tuple(choices) if choices else None, pattern, speed_only, common,
+    rule = Rule(help, low, above, high, tuple(choices) if choices else None, pattern, longest, speed_only, common,
                 display_only)
     if factory is not None:
         return dataclasses.field(default_factory=factory, metadata={KEY: rule})
@@ -80,21 +88,26 @@ class Setting(NamedTuple):
             text = r.pattern.words
         else:
             text = {bool: "true or false", int: "an integer", float: "a finite number",
-                    str: "a text", dict: "a mapping"}[self.type]
+                    str: f"a text of at most {self.longest} characters", dict: "a mapping"}[self.type]
             if r.low is not None:
                 text += f" >= {_num(r.low)}"
             if r.above is not None:
                 text += f" > {_num(r.above)}"
             if r.high is not None:
-                text += f" and <= {_num(r.high)}"
+                text += f", at most {_num(r.high)}"
         return text + (" (or none)" if self.optional else "")
+
+    @property
+    def longest(self) -> int:
+        """The most characters of a text setting."""
+        return self.rule.longest or TEXT_LONGEST
 
     def check(self, value: Any, where: str) -> Any:
         """`value` if it is valid for this setting (ints widened to float for a float setting);
         otherwise an `InputError` naming the setting as `where`."""
         if value is None and self.optional:
             return None
-        bad = InputError(f"{where} must be {self.describe()}, got {value!r}")
+        bad = InputError(f"{where} must be {self.describe()}, got {shown(value)}")
         if self.type is bool:
             if not isinstance(value, bool):
                 raise bad
@@ -106,6 +119,8 @@ class Setting(NamedTuple):
                 value = float(value)
                 if not math.isfinite(value):
                     raise bad
+            elif self.rule.high is None and value > INT_MAX:
+                raise InputError(f"{where} must be at most {INT_MAX} (a 64-bit integer), got {shown(value)}")
             if (self.rule.low is not None and value < self.rule.low) or (
                     self.rule.above is not None and value <= self.rule.above) or (
                     self.rule.high is not None and value > self.rule.high):
@@ -113,6 +128,9 @@ class Setting(NamedTuple):
             return value
         if not isinstance(value, self.type) or (self.rule.choices and value not in self.rule.choices):
             raise bad
+        if isinstance(value, str) and len(value) > self.longest:
+            raise InputError(f"{where} must be at most {self.longest} characters, got {len(value)} "
+                             f"({shown(value)})")
         if self.rule.pattern:
             check_form(value, self.rule.pattern, where)
         return value
@@ -121,7 +139,7 @@ class Setting(NamedTuple):
 def check_form(value: Any, pattern: Pattern, where: str) -> str:
     """`value` if it is a text of `pattern`'s form; otherwise an `InputError` naming it `where`."""
     if not isinstance(value, str) or not re.fullmatch(pattern.regex, value):
-        raise InputError(f"{where} must be {pattern.words}, got {value!r}")
+        raise InputError(f"{where} must be {pattern.words}, got {shown(value)}")
     return value
 
 

@@ -13,10 +13,15 @@ killed worker leaves its unit unfinished and the next run on the folder takes it
 
 A unit's result depends only on the settings and its parameters (its work gets the parameters
 and a device, never a worker number, rank or shard), so the results are the same whatever the
-layout. Used by `dcapps cl run`, `dcapps nas rank-eval` and `benchmarks/condense_table.py`.
+layout. Each unit file carries the digest of the settings it was made under: a unit copied in
+from another run, or left over from other settings, is refused by name and never merged. A
+folder is checked whole (its record, the finished units, the structure: `units/` a folder) before
+`plan` writes in it, and a folder that is not a run is refused before anything is written there.
+Used by `dcapps cl run`, `dcapps nas rank-eval` and `benchmarks/condense_table.py`.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -25,12 +30,14 @@ from datetime import timedelta
 from typing import Callable
 
 from .errors import InputError
-from .outputs import held, remove_temporaries, take_lock
+from .outputs import drop_lock, held, remove_temporaries, take_lock
 from .reduced import atomic_write_text
 
 RANKS_WAIT = timedelta(days=7)  # under torchrun, how long a rank that is done waits for the others
 KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+=-]*")  # a unit's key: also its file names
 SWEEP_FILE = "sweep.json"
+PARTS = ("units", "claims")  # the folder's sub-folders: finished units, claims of units in work
+DIGEST = "settings_digest"  # a unit file's key holding `settings_digest` of the settings it was made under
 
 
 @dataclass(frozen=True)
@@ -65,23 +72,36 @@ class Sweep:
     def __init__(self, folder: str, settings: dict | None = None, flag: str = "--out"):
         self.folder, self.flag = folder, flag
         self.settings = json.loads(json.dumps(settings or {}))  # as it reads back from the file
+        self.digest: str | None = None  # `settings_digest` of the folder's recorded settings, once read
+        self._made: list[str] = []  # what `plan` made here, for `withdraw`: the record, then folders
+        self._planned: dict | None = None  # the units of the record `plan` made
 
     def path(self, key: str, part: str = "units", ext: str = ".json") -> str:
         return os.path.join(self.folder, part, key + ext)
 
-    def plan(self, units: dict[str, dict], info: dict | None = None) -> None:
+    def plan(self, units: dict[str, dict], info: dict | None = None, check=None) -> None:
         """Record `units` (key -> parameters, in order) as planned, after those already planned,
-        with `info` (what a report needs beyond the settings); refuse a folder whose units were
-        made with other settings, naming the settings that differ. Made once by whichever
-        process comes first; processes starting together see one file."""
+        with `info` (what a report needs beyond the settings). The folder is checked first, whole:
+        its structure, that it holds no results of other settings (naming the settings that
+        differ), and that every finished unit, planned before or now, is whole (`check`) and of
+        these settings; a refusal writes nothing. Made once by whichever process comes first;
+        processes starting together see one file."""
         bad = [k for k in units if not KEY.fullmatch(k)]
         if bad:
             raise ValueError(f"unit keys must match {KEY.pattern}: {bad}")
+        self._check_structure(required=False)
+        missing = []
+        folder = os.path.abspath(self.folder)
+        while not os.path.exists(folder):
+            missing.append(folder)
+            folder = os.path.dirname(folder)
         os.makedirs(self.folder, exist_ok=True)
         with held(os.path.join(self.folder, ".sweep.lock")):
             record = self.record(required=False)
-            if record is None:
+            made = record is None
+            if made:
                 record = {"settings": self.settings, "units": {}, "info": {}}
+                self.digest = settings_digest(self.settings)
             else:
                 changed = sorted(k for k in set(self.settings) | set(record["settings"])
                                  if self.settings.get(k) != record["settings"].get(k))
@@ -92,14 +112,40 @@ class Sweep:
             record["units"] = {**record["units"], **{k: v for k, v in json.loads(json.dumps(units)).items()
                                                      if k not in record["units"]}}
             record["info"] = {**record["info"], **(info or {})}
+            self._finished(list(record["units"]), record["units"], check)
             atomic_write_text(json.dumps(record, indent=1), self.file)
+        if made:
+            self._made, self._planned = [self.file, *missing], record["units"]
+
+    def withdraw(self) -> None:
+        """Undo what `plan` made for a command refused after it (a check that could only come
+        later): the record, if `plan` made it and no unit has finished or been planned since, and
+        the folders it made, if they are left empty."""
+        made, self._made = self._made, []
+        if not made:
+            return
+        with held(os.path.join(self.folder, ".sweep.lock")):
+            units = os.path.join(self.folder, "units")
+            record = self.record(required=False)
+            untouched = (record is not None and record["units"] == self._planned
+                         and not (os.path.isdir(units) and os.listdir(units)))
+            if untouched:
+                os.remove(self.file)
+        if untouched:
+            for folder in [os.path.join(self.folder, part) for part in PARTS] + made[1:]:
+                try:
+                    os.rmdir(folder)  # only if empty
+                except OSError:
+                    pass
 
     @property
     def file(self) -> str:
         return os.path.join(self.folder, SWEEP_FILE)
 
     def record(self, required: bool = True) -> dict | None:
-        """The folder's `sweep.json`, checked (None if there is none and not `required`)."""
+        """The folder's `sweep.json`, checked (None if there is none and not `required`: a folder
+        that is not a run, or not a folder, is an `InputError` naming it); sets `digest`."""
+        self._check_structure(required)
         path = self.file
         if not os.path.exists(path):
             if required:
@@ -111,12 +157,27 @@ class Sweep:
                 or not all(isinstance(v, dict) for v in record["units"].values())):
             raise InputError(f"{path}: not the record of a run (damaged or edited): delete it with the folder's "
                              f"units, or give another {self.flag}")
+        self.digest = settings_digest(record["settings"])
         return record
+
+    def _check_structure(self, required: bool) -> None:
+        """The folder, if there is one (or must be: `required`), is a folder whose parts are folders."""
+        if not os.path.isdir(self.folder):
+            if os.path.lexists(self.folder):
+                raise InputError(f"{self.folder} is not a folder (not the output folder of a run)")
+            if required:
+                raise InputError(f"{self.folder}: no such folder (not the output folder of a run)")
+            return
+        for part in PARTS:
+            path = os.path.join(self.folder, part)
+            if os.path.lexists(path) and not os.path.isdir(path):
+                raise InputError(f"{path} is not a folder (where the run keeps its {part}): the run's folder is "
+                                 f"damaged; remove it, or give another {self.flag}")
 
     def result(self, key: str, check: Callable[[str, dict, dict], None] | None = None,
                params: dict | None = None) -> dict | None:
-        """Unit `key`'s result if it is finished, checked by `check(path, result, params)`
-        (which raises `InputError` on a damaged one)."""
+        """Unit `key`'s result if it is finished: made under the recorded settings (its digest)
+        and checked by `check(path, result, params)` (which raises `InputError` on a damaged one)."""
         path = self.path(key)
         if not os.path.exists(path):
             return None
@@ -124,13 +185,21 @@ class Sweep:
         if not isinstance(result, dict):
             raise InputError(f"{path}: not a finished unit (damaged or edited): delete it to run the unit "
                              f"again, or give another {self.flag}")
+        if self.digest is None:
+            self.record()
+        if result.get(DIGEST) != self.digest:
+            raise InputError(f"{path}: made under other settings than {self.file} records (copied from another "
+                             f"run, or left over): delete it to run the unit again, or give another {self.flag}")
+        result = {k: v for k, v in result.items() if k != DIGEST}
         if check is not None:
             check(path, result, params or {})
         return result
 
     def results(self, keys: list[str], check=None) -> dict[str, dict]:
         """The finished units among `keys`, checked, in the order of `keys`."""
-        units = self.record()["units"] if check is not None else {}
+        return self._finished(keys, self.record()["units"], check)
+
+    def _finished(self, keys: list[str], units: dict, check) -> dict[str, dict]:
         found = {k: self.result(k, check, units.get(k)) for k in keys}
         return {k: r for k, r in found.items() if r is not None}
 
@@ -152,9 +221,9 @@ class Sweep:
                     continue  # finished while we looked
                 self._remove_temporaries(key)
                 result = work(units[key], device)
-                atomic_write_text(json.dumps(result, indent=1), self.path(key))
+                atomic_write_text(json.dumps({**result, DIGEST: self.digest}, indent=1), self.path(key))
             finally:
-                _drop_claim(claim, fd)
+                drop_lock(claim, fd)
             if announce is not None:
                 announce(key, result)
 
@@ -167,16 +236,15 @@ class Sweep:
 
     def report_lock(self):
         """A context holding the folder's report lock (waiting for it): whoever writes the
-        report reads the units under it, so the last report written is the most complete."""
+        report reads the units under it, so the last report written is the most complete. A
+        folder that is not a run is refused first, so nothing is left in it."""
+        self.record()
         return held(os.path.join(self.folder, ".report.lock"))
 
 
-def _drop_claim(path: str, fd: int) -> None:
-    try:
-        os.remove(path)
-    except OSError:
-        pass
-    os.close(fd)
+def settings_digest(settings: dict) -> str:
+    """What identifies a run's settings in its unit files: the SHA-256 of their canonical JSON."""
+    return hashlib.sha256(json.dumps(settings, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
 def read_json(path: str) -> object:
@@ -210,6 +278,7 @@ def run(sweep: Sweep, keys: list[str], work: Work, layout: Layout, device: str,
     else:
         import multiprocessing as mp
 
+        _quiet_resource_tracker()
         ctx = mp.get_context("spawn")  # never fork a process that may hold CUDA or threads
         procs = [ctx.Process(target=_worker, args=(sweep, mine, work, device, first + w, announce, check),
                              name=f"worker {w + 1}")
@@ -226,6 +295,23 @@ def run(sweep: Sweep, keys: list[str], work: Work, layout: Layout, device: str,
         init_from_env(device, RANKS_WAIT)
         dist.barrier()
     return problems
+
+
+def _quiet_resource_tracker() -> None:
+    """Start multiprocessing's resource tracker (unless it runs) without its warning about leaked
+    semaphores. A spawned worker that is killed leaves the semaphores its libraries made (tqdm's
+    lock); the tracker removes them when the command ends, as it should, but then warns in two
+    lines below the command's one-line message. The tracker is a process of its own that takes
+    its warning filters from the command line (`-W`), so the filter goes there."""
+    import sys
+    from multiprocessing import resource_tracker
+
+    option = "ignore:resource_tracker:UserWarning:multiprocessing.resource_tracker"
+    sys.warnoptions.append(option)
+    try:
+        resource_tracker.ensure_running()
+    finally:
+        sys.warnoptions.remove(option)
 
 
 def _worker(sweep, keys, work, device, slot, announce, check) -> None:

@@ -23,6 +23,7 @@ from typing import NamedTuple, Sequence
 import yaml
 
 from condense_core import InputError, TrainSettings
+from condense_core.errors import shown
 from condense_core.reduced import atomic_write, atomic_write_text
 
 from .space import architectures, load_space, to_nni
@@ -45,16 +46,57 @@ class Machine(NamedTuple):
     port: int = 22
 
 
-_MACHINE = re.compile(r"(?P<user>[^@\s/]+)@(?P<host>\[[0-9A-Fa-f:.]+\]|[^@\s:/\[\]]+)(?::(?P<port>\d+))?")
+# What may stand in a remote machine's command lines, where NNI puts these values unquoted
+# (`PATH="<python dir>:..."`, `<python dir>/python --version` over SSH): user and host in their
+# RFC forms, an IP literal for the manager, absolute paths without shell metacharacters.
+USER = re.compile(r"[A-Za-z0-9._][A-Za-z0-9._-]{0,31}")  # POSIX portable user names (useradd's 32)
+HOST_LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")  # RFC 1123
+SAFE_PATH = re.compile(r"/[A-Za-z0-9._+,@/-]*")  # absolute; letters, digits and . _ + , @ / - only
+_MACHINE = re.compile(r"(?P<user>[^@]*)@(?P<host>\[[^\]]*\]|[^:\[\]@]*)(?::(?P<port>[0-9]{1,5}))?")
 
 
 def parse_machine(text: str) -> Machine:
-    """`USER@HOST[:PORT]` (port 22 unless given; an IPv6 address in brackets) -> Machine."""
+    """`USER@HOST[:PORT]` (port 22 unless given; an IPv6 address in brackets) -> Machine. The user
+    is a POSIX portable user name; the host an RFC 1123 host name or an IP address."""
     found = _MACHINE.fullmatch(text) if isinstance(text, str) else None
     port = int(found["port"]) if found and found["port"] else 22
     if not found or not 0 < port < 65536:
-        raise InputError(f"--machine must be USER@HOST or USER@HOST:PORT (port 1-65535), got {text!r}")
-    return Machine(found["user"], found["host"].strip("[]"), port)
+        raise InputError(f"--machine must be USER@HOST or USER@HOST:PORT (port 1-65535), got {shown(text)}")
+    user, host = found["user"], found["host"]
+    if not USER.fullmatch(user):
+        raise InputError(f"--machine {shown(text)}: the user must be a POSIX user name (letters, digits, '.', "
+                         "'_', '-', not starting with '-', at most 32), got " + shown(user))
+    if host.startswith("["):
+        return Machine(user, check_address(host[1:-1], f"--machine {shown(text)}: the host", version=6), port)
+    if re.fullmatch(r"[0-9.]+", host):
+        return Machine(user, check_address(host, f"--machine {shown(text)}: the host", version=4), port)
+    if not (len(host) <= 253 and all(HOST_LABEL.fullmatch(label) for label in host.split("."))):
+        raise InputError(f"--machine {shown(text)}: the host must be a host name (RFC 1123: letters, digits and "
+                         "'-' in dot-separated labels) or an IP address ([...] for IPv6)")
+    return Machine(user, host, port)
+
+
+def check_address(text: str, where: str, version: int | None = None) -> str:
+    """`text` if it is an IP address literal (of `version`, if given), without a zone."""
+    import ipaddress
+
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        address = None
+    if address is None or (version is not None and address.version != version) or "%" in text:
+        kind = f"an IPv{version}" if version else "an IP"
+        raise InputError(f"{where} must be {kind} address (without a zone), got {shown(text)}")
+    return text
+
+
+def check_remote_path(path: str, where: str) -> str:
+    """`path` if it can stand unquoted in a remote shell's command line: absolute, of letters,
+    digits and `. _ + , @ / -` only (no space, quote, `$`, backtick, `;`, `|`, `&`, ...)."""
+    if not isinstance(path, str) or not SAFE_PATH.fullmatch(path) or path.endswith("/"):
+        raise InputError(f"{where} must be an absolute path of letters, digits and . _ + , @ / - only (it goes "
+                         f"into command lines on the remote machines), got {shown(path)}")
+    return path
 
 
 def training_service(platform: str = "local", machines: Sequence[str] = (), ssh_key: str | None = None,
@@ -78,8 +120,8 @@ def training_service(platform: str = "local", machines: Sequence[str] = (), ssh_
         raise InputError(f"--machine {twice[0]} is given twice")
     key = os.path.abspath(os.path.expanduser(DEFAULT_SSH_KEY if ssh_key is None else ssh_key))
     if not os.path.isfile(key):
-        raise InputError(f"--ssh-key {key} is not a file (the private key NNI logs in to the machines with)")
-    python_dir = os.path.dirname(python or sys.executable)
+        raise InputError(f"--ssh-key {shown(key)} is not a file (the private key NNI logs in to the machines with)")
+    python_dir = os.path.dirname(check_remote_path(python or sys.executable, "--python"))
     return {"platform": "remote",
             "machineList": [{"host": m.host, "port": m.port, "user": m.user, "sshKeyFile": key,
                              "pythonPath": python_dir} for m in listed]}
@@ -152,10 +194,10 @@ def init_experiment(out: str, data: str, proxy: str, train: TrainSettings = Trai
     python = _check_python(python, platform != "local")
     service = training_service(platform, machines, ssh_key, python)
     remote = service["platform"] != "local"
-    if manager_ip is not None and (not remote or not isinstance(manager_ip, str) or not manager_ip.strip()
-                                   or any(c.isspace() for c in manager_ip)):
-        raise InputError("--manager-ip needs --training-service remote and an address, got "
-                         f"{manager_ip!r}")
+    if manager_ip is not None:
+        if not remote:
+            raise InputError("--manager-ip needs --training-service remote")
+        check_address(manager_ip, "--manager-ip")
     copy_data = remote and os.path.isfile(data)  # a .npz travels with the folder; names work anywhere
     names = (PROXY_FILE, SETUP_FILE, "search_space.json", "config.yml", IGNORE_FILE) + ((DATA_FILE,) * copy_data)
     written = [os.path.join(out, name) for name in names]
@@ -200,7 +242,7 @@ def _check_python(python: str | None, remote: bool) -> str:
     if python is None:
         return sys.executable
     if not isinstance(python, str) or not os.path.isabs(python) or python.endswith("/"):
-        raise InputError(f"--python must be the absolute path of a Python executable, got {python!r}")
+        raise InputError(f"--python must be the absolute path of a Python executable, got {shown(python)}")
     if not remote and not (os.path.isfile(python) and os.access(python, os.X_OK)):
         raise InputError(f"--python {python} is not an executable file")
     return python

@@ -12,7 +12,7 @@ and the four zero-cost scores.
 
 An architecture is a unit of a `condense_core.sweep` folder: units can run in several processes
 or shards, and the result is made from the finished units. The subsets are built once per
-folder (`DIR/proxies/`) and read like the given files.
+folder (`DIR/proxies/`) and read like the given files; `nas.rank_eval_run` runs it all.
 """
 from __future__ import annotations
 
@@ -23,9 +23,8 @@ from dataclasses import asdict, dataclass, replace
 
 import torch
 
-from condense_core import InputError, ReducedSet, TrainSettings, load_data, make_method
+from condense_core import InputError, ReducedSet, TrainSettings, load_data
 from condense_core.data import ImageData
-from condense_core.outputs import held
 from condense_core.reduced import SoftTargets
 from condense_core.runtime import make_generator
 
@@ -86,27 +85,6 @@ def check_zero_cost(names: list[str]) -> None:
     unknown = sorted(set(names) - set(ZERO_COST))
     if unknown:
         raise InputError(f"--zero-cost: unknown {', '.join(unknown)} (choose from {', '.join(ZERO_COST)} or none)")
-
-
-def built_proxies(folder: str, data: ImageData, methods: list[tuple[str, str]], ipc: int, seed: int,
-                  device: str = "auto", options: dict | None = None) -> list[tuple[str, str]]:
-    """(name, path) of the sets of `methods` ((kind, name): the random and herding subsets,
-    condensers such as dm, idm, m3d) with `ipc` images per class and `seed`, in
-    `folder/proxies/`, built there by the first process that needs each (their build time, in
-    their metadata, counts in the proxy's cost). `options` go to the methods that have them."""
-    from condense_core.registry import method_class
-    from condense_core.settings import applicable
-
-    out = []
-    for kind, name in methods:
-        path = os.path.join(folder, "proxies", f"{name}-ipc{ipc}-seed{seed}.pt")
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        with held(path + ".lock"):
-            if not os.path.exists(path):
-                settings = applicable(method_class(kind, name), {"device": device, "progress": "off", **(options or {})})
-                make_method(kind, name, ipc=ipc, seed=seed, **settings).condense(data).save(path)
-        out.append((f"{name} subset ipc{ipc}" if kind == "select" else "", path))
-    return out
 
 
 def early_stopping(data: ImageData, ipc: int, cfg: TrainSettings) -> Proxy:

@@ -15,7 +15,7 @@ import os
 from dataclasses import asdict, dataclass, field
 from typing import Any, Optional, Sequence
 
-from condense_core.errors import InputError
+from condense_core.errors import InputError, shown
 from condense_core.settings import DEVICE, SEED_MAX, applicable, check, setting, settings_of
 from condense_core.training import SGDSettings
 from dcapps.glossary import RENAMED_KEYS
@@ -23,6 +23,7 @@ from dcapps.glossary import RENAMED_KEYS
 from .strategies import STRATEGIES, STRATEGY_METHODS
 
 CONFIG_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs")
+NAME_LONGEST = 100  # a title that fits a plot's line and a folder name that leaves room under NAME_MAX
 
 
 @dataclass
@@ -58,7 +59,7 @@ class CLConfig:
 
     data: str = setting("", "data spec: digits, mnist, cifar10, ..., PATH.npz or DIR/")
     name: Optional[str] = setting(None, "report title and output folder runs/cl/<name> (default: the "
-                                        "file's name)")
+                                        "file's name)", longest=NAME_LONGEST)
     root: Optional[str] = setting(None, "folder of torchvision data sets")
     download: bool = setting(False, "allow downloading a torchvision set")
     experiences: int = setting(5, "class-incremental experiences", low=1)
@@ -112,18 +113,10 @@ def config_path(name_or_path: str) -> str:
 
 def load_config(name_or_path: str, overrides: Sequence[str] = ()) -> CLConfig:
     """Read and check a config file (or built-in name), with `overrides` (`--set KEY=VALUE`) applied."""
-    import yaml
+    from .strict_yaml import load_yaml
 
     path = config_path(name_or_path)
-    try:
-        with open(path, encoding="utf-8") as f:
-            raw = yaml.safe_load(f)
-    except UnicodeDecodeError:
-        raise InputError(f"{path}: not a UTF-8 text file") from None
-    except yaml.YAMLError as e:
-        line = getattr(getattr(e, "problem_mark", None), "line", None)
-        where = f" (line {line + 1})" if line is not None else ""
-        raise InputError(f"{path}: not valid YAML{where}") from None
+    raw = load_yaml(path)
     if not isinstance(raw, dict):
         raise InputError(f"{path}: the config must be a mapping of keys to values")
     cfg = validate(overridden(raw, overrides))
@@ -134,9 +127,11 @@ def load_config(name_or_path: str, overrides: Sequence[str] = ()) -> CLConfig:
 
 def overridden(raw: dict, overrides: Sequence[str]) -> dict:
     """`raw` with each `KEY=VALUE` of `overrides` set: a dotted key reaches into the sections
-    (`train.lr=0.01`, `condense.dm.iterations=50`, `memory={ipc: 5}`), VALUE is read as YAML, and
-    the result is checked as if the file had said it."""
+    (`train.lr=0.01`, `methods.dm.iterations=50`, `memory={ipc: 5}`), VALUE is read as YAML (by
+    the config file's own strict loader), and the result is checked as if the file had said it."""
     import yaml
+
+    from .strict_yaml import StrictLoader
 
     raw = copy.deepcopy(raw)
     for text in overrides:
@@ -150,7 +145,7 @@ def overridden(raw: dict, overrides: Sequence[str]) -> dict:
             if not isinstance(section, dict):
                 raise InputError(f"--set {key}: {'.'.join(path[:i + 1])} is not a mapping of keys")
         try:
-            section[path[-1]] = yaml.safe_load(value)
+            section[path[-1]] = yaml.load(value, Loader=StrictLoader)
         except yaml.YAMLError:
             raise InputError(f"--set {key}: {value!r} is not a YAML value") from None
     return raw
@@ -207,12 +202,12 @@ def parse_seeds(value, name: str = "--seeds") -> list[int]:
         try:
             value = [int(s) for s in value.split(",") if s.strip()]
         except ValueError:
-            raise InputError(f"{name} must be integers separated by commas, got {value!r}") from None
+            raise InputError(f"{name} must be integers separated by commas, got {shown(value)}") from None
     if isinstance(value, int) and not isinstance(value, bool):
         value = [value]
     if (not isinstance(value, list) or not value
             or any(isinstance(s, bool) or not isinstance(s, int) or not 0 <= s <= SEED_MAX for s in value)):
-        raise InputError(f"{name} must be a non-empty list of integers from 0 to {SEED_MAX}, got {value!r}")
+        raise InputError(f"{name} must be a non-empty list of integers from 0 to {SEED_MAX}, got {shown(value)}")
     if len(set(value)) != len(value):
         raise InputError(f"{name} lists a seed twice: {value}")
     return list(value)

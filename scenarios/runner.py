@@ -44,16 +44,16 @@ def plan(cfg: CLConfig) -> dict[str, dict]:
 def open_run(cfg: CLConfig, out: str, info: dict | None = None) -> Sweep:
     """Check everything before the first unit starts: the data (with a test split), what of the
     config depends on it (`check_against_data`), the device, that `out` holds no other config's
-    results and that the units already there are whole; then add the config's units to the
-    folder's plan, with `info` (e.g. the command line's `--set` overrides)."""
+    results and that the units already there are whole and of this config; then add the config's
+    units to the folder's plan (its first write), with `info` (e.g. the command line's `--set`
+    overrides)."""
     data = load_data(cfg.data, cfg.root, cfg.download)
     data.check_test_split()
     check_against_data(cfg, data)
     resolve_device(cfg.device)
     units = plan(cfg)
     sweep = Sweep(out, cfg.settings())
-    sweep.plan(units, {"config": cfg.as_dict(), **(info or {})})
-    sweep.results(list(units), unit_check(cfg.experiences))
+    sweep.plan(units, {"config": cfg.as_dict(), **(info or {})}, unit_check(cfg.experiences))
     return sweep
 
 

@@ -136,3 +136,35 @@ def test_new_condensers_serve_replay_memories(digits):
     made = buffer.method_for(1, "cpu").condense(load_data("digits").subset([0, 1]))
     made.meta.update({"item_arity": 2, "task_labels": {}})
     assert len(memory_dataset([made])) == 2 * 4  # two stored images, each decoded to four
+
+
+@pytest.mark.parametrize("name", ["idm", "m3d"])
+def test_settings_that_bound_one_another_take_effect_or_are_refused(tmp_path, digits, name, capsys):
+    """queue_size bounds train_nets (the networks trained are distinct queue networks): more is
+    refused, in one line saying which bounds which; without a queue the metadata records the
+    values the run used, so two runs that computed the same say the same."""
+    from condense_core import InputError
+    from dcapps.cli import main
+
+    with pytest.raises(InputError, match="train_nets 3 is more than queue_size 2: queue_size bounds train_nets"):
+        make_method("condense", name, queue_size=2, train_nets=3)
+    out = tmp_path / "never.pt"
+    assert main(["condense", "--data", "digits", "--method", name, "--ipc", "1", "--queue-size", "1", "--out",
+                 str(out)]) == 2  # the default train_nets, 2, is more than one network
+    assert "queue_size bounds train_nets" in capsys.readouterr().err and not out.exists()
+    small = digits.subset([0, 1])
+    sets = [make_method("condense", name, ipc=1, iterations=2, queue_size=0, **TINY, **given).condense(small)
+            for given in ({}, {"train_nets": 0, "ce_weight": 0.0}, {"train_nets": 5, "ce_weight": 2.0})]
+    assert all(torch.equal(s.images, sets[0].images) for s in sets)
+    assert {(s.meta["train_nets"], s.meta["ce_weight"]) for s in sets} == {(0, 0.0)}
+
+
+def test_m3d_kernels_are_bounded():
+    from condense_core import InputError
+    from condense_core.methods.m3d import KERNELS_MAX
+
+    with pytest.raises(InputError, match=f"kernel_num must be an integer >= 1, at most {KERNELS_MAX}, got 100000"):
+        make_method("condense", "m3d", kernel_num=100_000)
+    with pytest.raises(InputError, match="kernel_mul 1e\\+300 to the power 2 .* past the largest float"):
+        make_method("condense", "m3d", kernel_mul=1e300)
+    assert make_method("condense", "m3d", kernel_num=KERNELS_MAX, kernel_mul=2.0).kernel_num == KERNELS_MAX

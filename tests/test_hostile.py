@@ -1,4 +1,5 @@
-"""Hostile inputs, one or more per cause of the five groups of the hostile-input campaign.
+"""Hostile inputs, one or more per cause of the groups of the hostile-input campaign
+(`tests/harness/hostile_campaign.py`, whose inputs these tests share: `harness/hostile_inputs.py`).
 
 Every refusal is checked the same way (`refused`): exit status 2, exactly one line on stderr that
 names what the user typed (the flag, the YAML key, the file), no traceback, and nothing lost (the
@@ -8,12 +9,9 @@ cases run on digits with tiny settings; the few that need a second process say s
 import json
 import os
 import signal
-import sqlite3
-import struct
 import subprocess
 import sys
 import time
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -23,34 +21,26 @@ import yaml
 
 from condense_core import InputError, ReducedSet
 from condense_core.checkpoint import Checkpoint
-from condense_core.engine import Engine
-from condense_core.methods.dm import DM
 from dcapps.cli import main
+from harness.hostile_inputs import (bomb_png, checkpoint_of_two_iterations, condense_argv, edited, memory_set,
+                                    nni_database, random_images, reduced_set, refusal_problems, save_npz,
+                                    snapshot, write_config)
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
-TINY_DM = ["--ipc", "1", "--iterations", "4", "--batch-real", "8", "--model-options", '{"width": 8}',
-           "--device", "cpu", "--quiet"]
-TINY_CL = {"data": "digits", "experiences": 2, "seeds": [0], "model": {"name": "ConvNet", "width": 8, "depth": 1},
-           "train": {"epochs": 1, "batch_size": 128}, "memory": {"ipc": 1},
-           "methods": {"iterations": 2, "batch_real": 8}, "strategies": ["naive", "dmreplay"]}
 
 
 def condense(out, *extra, data="digits", method="dm"):
-    return ["condense", "--data", data, "--method", method, *TINY_DM, "--out", out, *extra]
+    return condense_argv(out, *extra, method=method, data=data)
 
 
 def refused(capsys, argv, *words, keep=()):
     """Run the command line: exit 2, one stderr line holding every word, the `keep` files as they were."""
-    before = {str(p): Path(p).read_bytes() for p in keep}
+    before = snapshot(*keep)
     code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    lines = err.strip().splitlines()
-    assert code == 2 and len(lines) == 1 and "Traceback" not in err, (code, err)
-    for word in words:
-        assert str(word) in lines[0], (word, lines[0])
-    for path, data in before.items():
-        assert Path(path).read_bytes() == data, f"{path} changed"
-    return lines[0]
+    err = capsys.readouterr().err
+    problems = refusal_problems(code, err, words, before)
+    assert not problems, (problems, err)
+    return err.strip()
 
 
 @pytest.fixture(autouse=True)
@@ -63,62 +53,15 @@ def no_half_written_files(tmp_path):
 @pytest.fixture
 def set_file(tmp_path, digits):
     """A valid ReducedSet file of digits: two real images per class."""
-    idx = torch.cat([torch.nonzero(digits.y_train == c).flatten()[:2] for c in range(10)])
-    path = tmp_path / "set.pt"
-    ReducedSet(digits.x_train[idx], digits.y_train[idx], digits.classes, digits.mean, digits.std,
-                 {"method": "random"}).save(str(path))
-    return path
-
-
-def edited(path, target, **changes):
-    """A copy of the .pt at `path` with some entries changed (None: removed), written to `target`."""
-    obj = torch.load(path, weights_only=True)
-    for key, value in changes.items():
-        if value is None:
-            obj.pop(key)
-        else:
-            obj[key] = value
-    torch.save(obj, target)
-    return target
+    return reduced_set(digits, tmp_path / "set.pt")
 
 
 @pytest.fixture
 def checkpoint(tmp_path, digits):
     """(--out, its checkpoint): two iterations of the run that `condense(out)` describes."""
     out = tmp_path / "dm.pt"
-    dm = DM(ipc=1, iterations=4, batch_real=8, model_options={"width": 8}, device="cpu")
-    engine = Engine(dm, digits, torch.device("cpu"))
-    for _ in range(2):
-        engine.step()
-    engine.save(Checkpoint(Checkpoint.next_to(str(out))))
+    checkpoint_of_two_iterations(digits, Checkpoint.next_to(str(out)))
     return out, Path(Checkpoint.next_to(str(out)))
-
-
-def write_yaml(tmp_path, **changes):
-    path = tmp_path / "cl.yaml"
-    path.write_text(yaml.safe_dump({**TINY_CL, **changes}))
-    return path
-
-
-def bomb_png(path, side=100_000):
-    """A PNG whose header claims side x side pixels (a decompression bomb), a few bytes long."""
-    def chunk(kind, data):
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    header = struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0)
-    Path(path).write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b""))
-                           + chunk(b"IEND", b""))
-
-
-def npz(path, x_train, y_train, x_test=None, y_test=None):
-    np.savez(path, x_train=x_train, y_train=y_train, x_test=x_train[:4] if x_test is None else x_test,
-             y_test=y_train[:4] if y_test is None else y_test)
-    return path
-
-
-def random_images(n, side, channels=None):
-    shape = (n, side, side) if channels is None else (n, side, side, channels)
-    return np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8)
 
 
 # --- 1. results that are silently wrong ------------------------------------------------------
@@ -152,7 +95,7 @@ def test_nan_and_inf_settings_are_refused_naming_the_flag(tmp_path, capsys, set_
     ({"methods": {"momentum": float("nan")}}, "methods.momentum"),
 ])
 def test_nan_and_inf_in_a_config_are_refused_naming_the_key(tmp_path, capsys, changes, key):
-    refused(capsys, ["cl", "run", write_yaml(tmp_path, **changes), "--out", tmp_path / "out"], key)
+    refused(capsys, ["cl", "run", write_config(tmp_path, **changes), "--out", tmp_path / "out"], key)
     assert not (tmp_path / "out").exists()
 
 
@@ -227,27 +170,22 @@ def test_a_second_run_on_the_same_output_is_refused_while_the_first_lives(tmp_pa
     assert Path(str(out) + ".ckpt").exists()
 
 
-def _memory_set(channels, arity=2):
-    return ReducedSet(torch.randn(2, channels, 8, 8), [0, 1], [0, 1], [0.0] * channels, [1.0] * channels,
-                        {"item_arity": arity, "task_labels": {"0": 0, "1": 0}})
-
-
 def test_load_memory_is_all_or_nothing(tmp_path):
     from dcapps.replay import ReducedSetBuffer
 
     buffer = ReducedSetBuffer(ipc=2, method="random", kind="select")
-    buffer.sets = [_memory_set(1)]
+    buffer.sets = [memory_set(1)]
     buffer._refresh()
     held_sets, held_buffer = list(buffer.sets), buffer.buffer
     colour = tmp_path / "colour"
     ReducedSetBuffer(ipc=2, method="random", kind="select").save(str(colour))  # an empty memory's index
     for i, channels in enumerate((3, 3)):
-        _memory_set(channels).save(str(colour / f"experience_{i:03d}.pt"))
+        memory_set(channels).save(str(colour / f"experience_{i:03d}.pt"))
     (colour / "index.txt").write_text("experience_000.pt\nexperience_001.pt\n")
     mixed = tmp_path / "mixed"
     mixed.mkdir()
-    _memory_set(1).save(str(mixed / "a.pt"))
-    _memory_set(3).save(str(mixed / "b.pt"))
+    memory_set(1).save(str(mixed / "a.pt"))
+    memory_set(3).save(str(mixed / "b.pt"))
     (mixed / "index.txt").write_text("a.pt\nb.pt\n")
     escape = tmp_path / "escape"
     escape.mkdir()
@@ -299,11 +237,11 @@ def test_bad_strategy_options_stop_a_cl_run_before_its_first_unit(tmp_path, caps
     from scenarios import runner
 
     monkeypatch.setattr(runner, "run_unit", lambda *a, **k: pytest.fail("a unit started"))
-    refused(capsys, ["cl", "run", write_yaml(tmp_path, methods={"dm": {"lr_img": -1}}), "--out", tmp_path / "o"],
+    refused(capsys, ["cl", "run", write_config(tmp_path, methods={"dm": {"lr_img": -1}}), "--out", tmp_path / "o"],
             "methods.dm.lr_img")
     small = tmp_path / "small.npz"  # 4x4 images: the config's ConvNet-3 cannot look at them
-    npz(small, random_images(40, 4), np.repeat(np.arange(2), 20))
-    config = write_yaml(tmp_path, data=str(small), experiences=1, model={"name": "ConvNet", "width": 8, "depth": 3})
+    save_npz(small, random_images(40, 4), np.repeat(np.arange(2), 20))
+    config = write_config(tmp_path, data=str(small), experiences=1, model={"name": "ConvNet", "width": 8, "depth": 3})
     refused(capsys, ["cl", "run", config, "--out", tmp_path / "o"], "model", str(small), "too small")
     assert not (tmp_path / "o" / "units").exists()
 
@@ -312,7 +250,7 @@ def test_evaluating_without_a_test_split_is_refused_before_training(tmp_path, ca
     import condense_core.evaluate as evaluate
 
     monkeypatch.setattr(evaluate, "train_model", lambda *a, **k: pytest.fail("trained before refusing"))
-    no_test = npz(tmp_path / "no_test.npz", random_images(40, 8), np.repeat(np.arange(2), 20),
+    no_test = save_npz(tmp_path / "no_test.npz", random_images(40, 8), np.repeat(np.arange(2), 20),
                   np.zeros((0, 8, 8), np.uint8), np.zeros(0, np.int64))
     refused(capsys, ["evaluate", "--full", "--data", no_test, "--runs", "1"], str(no_test), "test")
     refused(capsys, ["nas", "init", "--data", no_test, "--proxy", set_file, "--out", tmp_path / "exp"], "test")
@@ -343,7 +281,7 @@ def test_resume_without_a_checkpoint_is_refused(tmp_path, capsys):
     ["bench", "condense", "--iterations", "1", "--ipc", "1"],
 ])
 def test_images_below_the_networks_minimum_are_refused(tmp_path, capsys, side, argv):
-    data = npz(tmp_path / f"tiny{side}.npz", random_images(40, side), np.repeat(np.arange(2), 20))
+    data = save_npz(tmp_path / f"tiny{side}.npz", random_images(40, side), np.repeat(np.arange(2), 20))
     argv = [a.format(out=tmp_path / "out.pt") for a in argv]
     refused(capsys, [*argv, "--data", data], str(data), f"{side}x{side}", "8x8", keep=[data])
     assert not (tmp_path / "out.pt").exists()
@@ -368,7 +306,7 @@ def test_a_decompression_bomb_is_refused_naming_the_file(tmp_path, capsys, digit
 @pytest.mark.parametrize("command", ["condense", "evaluate", "bench", "cl"])
 def test_devices_other_than_auto_cpu_cuda_are_refused(tmp_path, capsys, set_file, device, command):
     argv = {"condense": condense(tmp_path / "o.pt"), "evaluate": ["evaluate", set_file, "--data", "digits"],
-            "bench": ["bench", "condense", "--data", "digits"], "cl": ["cl", "run", write_yaml(tmp_path)]}[command]
+            "bench": ["bench", "condense", "--data", "digits"], "cl": ["cl", "run", write_config(tmp_path)]}[command]
     refused(capsys, [*argv, "--device", device], "--device", device)
 
 
@@ -394,11 +332,25 @@ def test_a_hand_made_set_with_malformed_fields_is_refused(tmp_path, capsys, set_
     ({"generator": torch.zeros(5056)}, ["generator", "uint8"]),
     ({"losses": torch.zeros(2)}, ["losses", "4 values"]),
     ({"identity": "x"}, ["was made with"]),
+    ({"images": lambda t: t.index_fill(0, torch.tensor([0]), float("nan"))}, ["images", "NaN"]),
+    ({"momentum": lambda t: t.index_fill(0, torch.tensor([1]), float("inf"))}, ["momentum", "infinite"]),
 ])
-def test_a_checkpoint_with_malformed_fields_is_refused(capsys, checkpoint, changes, words):
+def test_a_checkpoint_with_malformed_fields_is_refused(capsys, monkeypatch, checkpoint, changes, words):
     out, ckpt = checkpoint
     edited(ckpt, ckpt, **changes)
+    monkeypatch.setattr("condense_core.engine.Engine.step", lambda self: pytest.fail("an iteration ran first"))
     refused(capsys, condense(out, "--resume"), str(ckpt), *words, keep=[ckpt])
+
+
+@pytest.mark.parametrize("argv, words", [
+    (condense("{out}", "--iterations", str(10 ** 30)), ["--iterations", "at most 9223372036854775807"]),
+    (condense("{out}", "--model", "M" * 10 ** 6), ["--model", "at most 4096 characters, got 1000000"]),
+    (condense("{out}", "--model-options", json.dumps({"width": "w" * 10 ** 6})), ["width"]),
+])
+def test_huge_values_are_refused_in_one_short_line(tmp_path, capsys, argv, words):
+    argv = [str(tmp_path / "o.pt") if a == "{out}" else a for a in argv]
+    line = refused(capsys, argv, *words)
+    assert len(line) < 700 and not (tmp_path / "o.pt").exists()
 
 
 def test_a_config_that_is_not_utf8_is_refused(tmp_path, capsys):
@@ -416,7 +368,7 @@ def test_a_damaged_file_in_a_cl_folder_is_refused_before_any_unit(tmp_path, caps
     from scenarios.runner import plan
 
     monkeypatch.setattr(runner, "run_unit", lambda *a, **k: pytest.fail("a unit started"))
-    config, out = write_yaml(tmp_path), tmp_path / "out"
+    config, out = write_config(tmp_path), tmp_path / "out"
     (out / "units").mkdir(parents=True)
     Sweep(str(out), load_config(str(config)).settings()).plan(plan(load_config(str(config))))
     (out / damaged).write_text(content)
@@ -424,25 +376,10 @@ def test_a_damaged_file_in_a_cl_folder_is_refused_before_any_unit(tmp_path, caps
             keep=[out / damaged])
 
 
-def _nni_database(folder, metrics):
-    """An NNI experiment database with one trial per (id, metric text) of `metrics`."""
-    db = folder / "EXP1" / "db" / "nni.sqlite"
-    db.parent.mkdir(parents=True)
-    con = sqlite3.connect(db)
-    con.execute("CREATE TABLE TrialJobEvent (timestamp INTEGER, trialJobId TEXT, event TEXT, data TEXT)")
-    con.execute("CREATE TABLE MetricData (timestamp INTEGER, trialJobId TEXT, type TEXT, data TEXT)")
-    for i, (tid, metric) in enumerate(metrics):
-        job = json.dumps({"parameters": {"depth": 1 + i % 3, "width": 32}})
-        con.execute("INSERT INTO TrialJobEvent VALUES (?, ?, 'SUCCEEDED', ?)", (i, tid, job))
-        con.execute("INSERT INTO MetricData VALUES (?, ?, 'FINAL', ?)", (i, tid, metric))
-    con.commit()
-    con.close()
-
-
 def test_report_skips_a_trial_whose_metric_is_not_json(tmp_path, capsys):
     good = json.dumps(json.dumps({"default": 0.9, "params": 100, "train_time_s": 1.0}))
-    _nni_database(tmp_path, [("good", good), ("garbage", "{not json"), ("nan", json.dumps({"default": "nan"})),
-                             ("list", "[1, 2")])
+    metrics = [("good", good), ("garbage", "{not json"), ("nan", json.dumps({"default": "nan"})), ("list", "[1, 2")]
+    nni_database(tmp_path / "EXP1" / "db" / "nni.sqlite", metrics)
     assert main(["nas", "report", "--dir", str(tmp_path), "--json"]) == 0
     ranking = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["ranking"]
     assert [r["trial"] for r in ranking] == ["good"]
@@ -465,7 +402,7 @@ def test_nas_init_refuses_values_every_trial_would_reject(tmp_path, capsys, set_
     (condense("{out}", "--model-options", '{"width": 8.5}'), ["width", "8.5"]),
 ])
 def test_values_past_what_the_libraries_underneath_take_are_one_line(tmp_path, capsys, set_file, argv, words):
-    fill = {"{cfg}": write_yaml(tmp_path), "{set}": set_file, "{out}": tmp_path / "o.pt"}
+    fill = {"{cfg}": write_config(tmp_path), "{set}": set_file, "{out}": tmp_path / "o.pt"}
     argv = [str(fill.get(a, a)) for a in argv]
     refused(capsys, [*argv, "--out", tmp_path / "o.pt"] if argv[0] == "nas" else argv, *words)
     assert not (tmp_path / "o.pt").exists() and not (tmp_path / "o.pt.lock").exists()
@@ -474,7 +411,8 @@ def test_values_past_what_the_libraries_underneath_take_are_one_line(tmp_path, c
 def test_a_replay_memory_refuses_what_it_sets_itself_before_any_training():
     from dcapps.replay import ReducedSetBuffer
 
-    for kwargs, words in (({"ipc": 1, "method_settings": {"ipc": 3}}, "ipc"), ({"ipc": 1, "method_settings": {"seed": 2}}, "seed"),
+    for kwargs, words in (({"ipc": 1, "method_settings": {"ipc": 3}}, "ipc"),
+                          ({"ipc": 1, "method_settings": {"seed": 2}}, "seed"),
                           ({"ipc": None, "mem_size": None}, "mem_size")):
         with pytest.raises(InputError, match=words):
             ReducedSetBuffer(method="random", kind="select", **kwargs)

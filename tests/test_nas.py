@@ -14,6 +14,7 @@ import yaml
 
 from condense_core import InputError
 from dcapps.cli import main
+from harness.hostile_inputs import cheap_rank_eval
 from nas.space import FULL, architectures, check_space, load_space, to_nni
 
 NNICTL = os.path.join(os.path.dirname(sys.executable), "nnictl")
@@ -110,6 +111,29 @@ def test_bad_inputs_exit_2_with_one_line_and_write_nothing(tmp_path, capsys, pro
     assert rc == 2 and "--archs" in err
     rc, _, err = run_cli(capsys, "nas", "report", "--dir", str(tmp_path))
     assert rc == 2 and "no NNI experiment" in err
+
+
+@pytest.mark.parametrize("settings, words", [
+    ({"lr_img": "fast"}, ["lr_img", "'fast'"]), ({"lr_img": float("nan")}, ["lr_img", "nan"]),
+    ({"iterations": -1}, ["iterations", ">= 1"]), ({"iterations": 10 ** 30}, ["iterations", "at most"]),
+    ({"device": "meta"}, ["device", "--device"]), ({"ipc": 2}, ["ipc", "--ipc"]), ({"seed": 1}, ["seed", "--seed"]),
+])
+def test_rank_eval_refuses_method_settings_before_it_writes_or_loads(tmp_path, capsys, monkeypatch, settings, words):
+    monkeypatch.setattr("nas.rank_eval_run.load_data", lambda *a, **k: pytest.fail("data loaded before the refusal"))
+    rc, _, err = run_cli(capsys, *cheap_rank_eval(tmp_path, settings))
+    assert rc == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    assert "--method-settings" in err and all(w in err for w in words), err
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_rank_eval_refused_after_its_first_write_removes_it_and_the_corrected_command_runs(tmp_path, capsys):
+    rc, _, err = run_cli(capsys, *cheap_rank_eval(tmp_path, {"iterations": 4, "lr_img": 1e30}))
+    assert rc == 2 and "diverged" in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "r").exists()  # its sweep.json and proxies/ were written, then removed
+    rc, out, err = run_cli(capsys, *cheap_rank_eval(tmp_path, {"iterations": 2}, "--json"))
+    assert rc == 0, err
+    assert json.loads(out.strip().splitlines()[-1])["summary"][0]["proxy"] == "dm ipc1"
+    assert sorted(os.listdir(tmp_path / "r")) == ["claims", "proxies", "result.json", "sweep.json", "units"]
 
 
 def test_correlations_and_sampling_are_exact_and_seeded():

@@ -87,6 +87,27 @@ def test_bad_remote_settings_exit_2_with_one_line_and_write_nothing(tmp_path, ca
     assert rc == 2 and "--manager-ip" in err and not out.exists()
 
 
+@pytest.mark.parametrize("flag, value", [
+    *(("--machine", v) for v in ("me;touch x@host", "`id`@host", "$(id)@host", "-oProxyCommand=x@host", "me@host;id",
+                                 "me@$(id)", "me@`id`", "me@ho st", "me@[::1;id]", "me@10.0.0.999")),
+    *(("--python", v) for v in ("/opt/py;touch x/python", "/opt/$(id)/python", "/opt/`id`/python", "/opt/py bin/python",
+                                "/opt/'q'/python", "/opt/py|x/python", "/opt/py&x/python", "/opt/py:x/python")),
+    *(("--manager-ip", v) for v in ("10.0.0.1;touch x", "$(hostname -I)", "`id`", "nni.example.org", "10.0.0.1 x",
+                                    "fe80::1%eth0")),
+])
+def test_values_that_reach_a_remote_command_line_are_refused_with_metacharacters(tmp_path, capsys, proxy, flag,
+                                                                                 value):
+    """Each value NNI puts into a command line on the remote machines (user and host of a
+    --machine, the --python folder on PATH, the manager's address) must have its strict form:
+    RFC user and host names, an absolute path without shell metacharacters, an IP literal."""
+    key = tmp_path / "key"
+    key.write_text("k\n")
+    machine = [] if flag == "--machine" else ["--machine", "me@host"]
+    rc, _, err = remote_init(capsys, proxy, tmp_path / "exp", "--ssh-key", str(key), *machine, flag, value)
+    assert rc == 2 and flag in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    assert not (tmp_path / "exp").exists()
+
+
 class Sshd(NamedTuple):
     user: str
     port: int

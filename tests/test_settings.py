@@ -110,6 +110,22 @@ def test_setting_checks():
             check(method_class("condense", "dm"), {name: bad})
 
 
+def test_texts_and_integers_have_bounds_and_messages_quote_values_short():
+    from condense_core.errors import one_line, shown
+    from condense_core.settings import INT_MAX, TEXT_LONGEST
+
+    dm = method_class("condense", "dm")
+    with pytest.raises(InputError, match=f"^iterations must be at most {INT_MAX} .*got 10000000000000000000000$"):
+        check(dm, {"iterations": 10 ** 22})
+    longest = f"^model must be at most {TEXT_LONGEST} characters, got {TEXT_LONGEST + 1}"
+    with pytest.raises(InputError, match=longest) as e:
+        check(dm, {"model": "m" * (TEXT_LONGEST + 1)})
+    assert len(str(e.value)) < 200
+    assert len(shown("x" * 10 ** 7)) < 110 and len(shown(list(range(10 ** 6)))) < 110 and shown(0.5) == "0.5"
+    line = one_line("start " + "y" * 10 ** 6 + " what to do\nsecond line")
+    assert len(line) <= 600 and line.startswith("start y") and line.endswith("what to do")
+
+
 def test_registry_is_by_kind_and_name():
     assert method_class("condense", "lcmat") is not method_class("select", "lcmat")
     assert set(methods("select")) >= {"random", "herding", "kcenter", "lcmat"}

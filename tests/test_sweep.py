@@ -3,6 +3,7 @@
 merged results; a worker killed mid-unit leaves exactly that unit for the rerun; `cl report`."""
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -156,3 +157,90 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def _finished(folder, epochs):
+    """(config, output folder) of a finished one-unit run (naive, seed 0) in `folder`, of `epochs`
+    epochs per experience."""
+    folder.mkdir(exist_ok=True)
+    out = folder / "out"
+    cfg = write_config(folder, seeds=[0], strategies=["naive"], train={"epochs": epochs, "batch_size": 128})
+    assert main(["cl", "run", cfg, "--out", out, "--quiet"]) == 0
+    return cfg, out
+
+
+def test_a_unit_of_other_settings_copied_into_a_finished_folder_is_refused_and_never_merged(tmp_path, capsys):
+    _, other = _finished(tmp_path / "other", 2)
+    cfg, out = _finished(tmp_path / "mine", 1)
+    unit = out / "units" / "naive-seed0.json"
+    shutil.copy(other / "units" / "naive-seed0.json", unit)
+    before = {p: (out / p).read_bytes() for p in ("report.md", "results.json", "results.csv")}
+    capsys.readouterr()
+    for argv in (["cl", "report", out], ["cl", "run", cfg, "--out", out, "--quiet"]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and str(unit) in err and "other settings" in err, err
+        assert {p: (out / p).read_bytes() for p in before} == before  # the report is unchanged
+    unit.unlink()  # as the message says: the unit runs again, under the folder's settings
+    assert main(["cl", "run", cfg, "--out", out, "--quiet"]) == 0
+    assert json.loads((out / "results.json").read_text())["runs"][0]["settings"]["train"]["epochs"] == 1
+
+
+def test_cl_report_on_what_is_not_a_run_is_one_line_and_leaves_nothing(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "file").write_text("x")
+    run = tmp_path / "run"
+    run.mkdir()
+    Sweep(str(run), {"a": 1}).plan({"u": {}})
+    (run / "units").write_text("not a folder")
+    for folder, words in (("missing", "no such folder"), ("file", "not a folder"), ("empty", "sweep.json"),
+                          ("run", "units is not a folder")):
+        before = sorted(os.listdir(tmp_path))
+        assert main(["cl", "report", str(tmp_path / folder)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and folder in err and words in err, err
+        assert sorted(os.listdir(tmp_path)) == before
+    assert os.listdir(tmp_path / "empty") == [] and sorted(os.listdir(run)) == ["sweep.json", "units"]
+
+
+def test_a_plan_checks_the_folder_before_writing_and_leaves_no_lock_files(tmp_path):
+    out = tmp_path / "out"
+    sweep = Sweep(str(out), {"a": 1})
+    sweep.plan({"u": {"n": 1}})
+    sweep.work(["u"], lambda params, device: {"n": params["n"]}, "cpu")
+    assert sweep.results(["u"]) == {"u": {"n": 1}}
+    assert sorted(p.name for p in out.rglob("*")) == ["claims", "sweep.json", "u.json", "units"]  # no .lock
+    record = (out / "sweep.json").read_bytes()
+    (out / "units" / "u.json").write_text("[]")
+    with pytest.raises(InputError, match="u.json"):
+        Sweep(str(out), {"a": 1}).plan({"v": {}})
+    assert (out / "sweep.json").read_bytes() == record  # refused before it wrote
+
+
+def test_withdraw_removes_only_what_the_plan_made(tmp_path):
+    fresh = Sweep(str(tmp_path / "new" / "out"), {"a": 1})
+    fresh.plan({"u": {}})
+    fresh.withdraw()
+    assert os.listdir(tmp_path) == []  # the record and both folders it made
+    kept = Sweep(str(tmp_path / "kept"), {"a": 1})
+    kept.plan({"u": {}})
+    kept.work(["u"], lambda params, device: {}, "cpu")
+    kept.withdraw()  # a unit finished since: the record stays
+    assert sorted(os.listdir(tmp_path / "kept")) == ["claims", "sweep.json", "units"]
+
+
+def test_a_killed_workers_message_stays_one_line(tmp_path):
+    """A worker killed in its unit after making a named semaphore (as tqdm does): the command says
+    so in one line, without the resource tracker's two lines about the semaphore it left."""
+    from harness.hostile_inputs import killed_worker
+
+    code, err = killed_worker(tmp_path, {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": ROOT})
+    assert code == 0 and len(err.strip().splitlines()) == 1 and "ended early" in err, err
+
+
+def test_workers_are_bounded(tmp_path, capsys):
+    from dcapps.cli.common import WORKERS_MAX
+
+    assert main(["cl", "run", write_config(tmp_path), "--out", tmp_path / "o", "--workers", str(10 ** 5)]) == 2
+    err = capsys.readouterr().err
+    assert "--workers" in err and f"at most {WORKERS_MAX}" in err and not (tmp_path / "o").exists()

@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from ..data import ImageData
+from ..errors import InputError
 from ..registration import register
 from ..settings import setting
 from .dm import DM
@@ -106,6 +107,24 @@ class IDM(DM):
 
     graph_safe: ClassVar[bool] = False  # the queue is picked and trained from the host
     presets: ClassVar[dict[str, dict]] = {"memory": {"iterations": 300, "batch_real": 128, "init": "herding"}}
+
+    def __post_init__(self):
+        """The settings that bound one another: the networks trained after each iteration are
+        distinct networks of the queue, so a `train_nets` above `queue_size` would train fewer
+        than asked, silently; it is refused."""
+        super().__post_init__()
+        if self.queue_size and self.train_nets > self.queue_size:
+            raise InputError(f"train_nets {self.train_nets} is more than queue_size {self.queue_size}: queue_size "
+                             "bounds train_nets (the networks trained are distinct networks of the queue)")
+
+    def settings(self) -> dict:
+        """Every setting as the run uses it: without a queue (`queue_size` 0) no network is
+        trained and the class-aware term, weighted by a queue network's accuracy, is off, so the
+        metadata records `train_nets` and `ce_weight` as 0 (the run is DM's with these settings)."""
+        out = super().settings()
+        if self.queue_size == 0:
+            out.update(train_nets=0, ce_weight=0.0)
+        return out
 
     def start(self, data: ImageData, device: torch.device) -> NetworkQueue | None:
         """The queue, seeded with three fresh networks as in the paper's code (none without one)."""

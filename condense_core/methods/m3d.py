@@ -10,15 +10,23 @@ class-aware regulariser, with the same settings.
 """
 from __future__ import annotations
 
+import math
+import sys
 from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 
+from ..errors import InputError
 from ..registration import register
 from ..settings import setting
 from .idm import IDM, NetworkQueue
+
+# The most kernels: the paper sums 5; 32 spans bandwidths 2^16 times the batch's scale either way
+# (at kernel_mul 2), past any use, while each kernel holds a (batch x batch) matrix for the
+# gradient, so 10^5 of them exhaust the memory.
+KERNELS_MAX = 32
 
 
 def gaussian_mmd(x: torch.Tensor, y: torch.Tensor, kernel_num: int = 5, kernel_mul: float = 2.0) -> torch.Tensor:
@@ -42,10 +50,18 @@ class M3D(IDM):
     """Distribution matching by a Gaussian-kernel MMD between real and synthetic embeddings, with
     IDM's multi-formation, network queue and class-aware regulariser."""
 
-    kernel_num: int = setting(5, "Gaussian kernels summed in the MMD", low=1)
+    kernel_num: int = setting(5, "Gaussian kernels summed in the MMD", low=1, high=KERNELS_MAX)
     kernel_mul: float = setting(2.0, "ratio between consecutive kernel bandwidths", above=1)
 
     pooled: ClassVar[bool] = False  # the MMD needs every embedding, not their sum
+
+    def __post_init__(self):
+        """`kernel_mul` to the power `kernel_num // 2` (the widest bandwidth's factor) must be a
+        float: past the largest one the MMD cannot be computed."""
+        super().__post_init__()
+        if (self.kernel_num // 2) * math.log(self.kernel_mul) >= math.log(sys.float_info.max):
+            raise InputError(f"kernel_mul {self.kernel_mul} to the power {self.kernel_num // 2} (kernel_num // 2) is "
+                             "past the largest float: kernel_num bounds kernel_mul, give smaller ones")
 
     def moments(self, net, emb, label):
         """Per sample: the embedding and the cross-entropy under the network."""

@@ -101,7 +101,7 @@ def leaves(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
 
 def main(argv=None) -> int:
     from condense_core.environment import CUBLAS_CONFIG
-    from condense_core.errors import InputError, Interrupted
+    from condense_core.errors import InputError, Interrupted, one_line
 
     for name, value in CUBLAS_CONFIG.items():  # before cuBLAS starts: deterministic on CUDA
         os.environ.setdefault(name, value)
@@ -113,8 +113,7 @@ def main(argv=None) -> int:
         with logging_shown(args):
             return int(args._run(args) or 0)
     except (InputError, UsageError) as e:
-        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-        print(f"dcapps: error: {msg}", file=sys.stderr)
+        print(f"dcapps: error: {one_line(str(e)) or type(e).__name__}", file=sys.stderr)
         return 2
     except Interrupted as e:
         print(f"dcapps: {e}" + (" (continue with --resume)" if e.path else ""), file=sys.stderr)
@@ -125,7 +124,7 @@ def main(argv=None) -> int:
     except (MemoryError, RuntimeError) as e:  # settings or data too large for this machine: bad input
         if not out_of_memory(e):
             raise
-        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        reason = one_line(str(e)) or type(e).__name__
         reason = reason.split("] err == 0. ")[-1]  # PyTorch's allocator prefixes its source position
         print(f"dcapps: error: not enough memory for this run ({reason}); smaller settings or data need less",
               file=sys.stderr)

@@ -8,6 +8,11 @@ import os
 from contextlib import contextmanager
 from typing import Iterator
 
+# The most local workers of one command: one per core or GPU, and more than the cores of any one
+# machine (two 192-core CPUs); a larger number is a typing mistake that would start that many
+# processes, each holding the data and a copy of PyTorch.
+WORKERS_MAX = 512
+
 
 def emit_json(obj) -> None:
     """Print one JSON object as the last line of stdout (`--json`)."""
@@ -85,7 +90,7 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
 
 def add_layout_flags(p: argparse.ArgumentParser) -> None:
     """--workers N, --shard I/N: how a sweep's units are shared out (`condense_core.sweep`)."""
-    p.add_argument("--workers", type=at_least(1), default=1,
+    p.add_argument("--workers", type=at_least(1, WORKERS_MAX), default=1,
                    help="local worker processes taking units in turn (spread over the GPUs; on a CPU "
                         "each unit runs with one thread, so use one worker per core)")
     p.add_argument("--shard", default=None, metavar="I/N",
@@ -130,20 +135,23 @@ def add_setting_flags(p: argparse.ArgumentParser, classes: dict[str, type], skip
         elif s.rule.choices:
             kwargs["choices"] = s.rule.choices
         elif s.type is dict:
-            kwargs.update(type=_json_mapping, metavar="JSON")
+            kwargs.update(type=json_mapping, metavar="JSON")
         else:
             kwargs.update(type=s.type, metavar="N" if s.type is int else "X" if s.type is float else None)
         p.add_argument(flag_name(name), required=name in required, **kwargs)
     p.set_defaults(_setting_groups=(*(p.get_default("_setting_groups") or ()), tuple(owners)))
 
 
-def _json_mapping(text: str) -> dict:
+def json_mapping(text: str) -> dict:
+    """An argparse type: a JSON mapping (a flag such as --model-options)."""
+    from condense_core.errors import shown
+
     try:
         value = json.loads(text)
     except json.JSONDecodeError:
-        raise argparse.ArgumentTypeError(f"not JSON: {text!r}") from None
+        raise argparse.ArgumentTypeError(f"not JSON: {shown(text)}") from None
     if not isinstance(value, dict):
-        raise argparse.ArgumentTypeError(f"not a JSON mapping: {text!r}")
+        raise argparse.ArgumentTypeError(f"not a JSON mapping: {shown(text)}")
     return value
 
 
@@ -199,13 +207,15 @@ def device_flag(text: str) -> str:
 def at_least(low: int, high: int | None = None):
     """An argparse type: an integer >= `low` (and <= `high`): a count or a seed, refused as one
     line otherwise."""
-    want = f"an integer >= {low}" + (f" and <= {high}" if high is not None else "")
+    from condense_core.errors import shown
+
+    want = f"an integer >= {low}" + (f", at most {high}" if high is not None else "")
 
     def parse(text: str) -> int:
         try:
             value = int(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"must be {want}, got {text!r}") from None
+            raise argparse.ArgumentTypeError(f"must be {want}, got {shown(text)}") from None
         if value < low or (high is not None and value > high):
             raise argparse.ArgumentTypeError(f"must be {want}, got {value}")
         return value

@@ -5,7 +5,7 @@ import argparse
 import os
 
 from .common import (add_data_arguments, add_layout_flags, add_output_arguments, add_run_arguments, add_setting_flags,
-                     at_least, emit_json)
+                     at_least, emit_json, json_mapping)
 
 HELP = {"nas": "proxy NAS with NNI: init an nnictl experiment, report its ranking, rank-eval a proxy"}
 TUNER_CHOICES = ("grid", "random", "tpe", "evolution")  # no Anneal: it breaks on numpy 2
@@ -67,7 +67,7 @@ def add_arguments(name: str, p: argparse.ArgumentParser) -> None:
                          "itself, with --ipc and the seed; their build time counts in their cost")
     ev.add_argument("--ipc", type=at_least(1), default=None,
                     help="images per class of the built proxies and subsets (default: the first --proxy's)")
-    ev.add_argument("--method-settings", default="{}", metavar="JSON",
+    ev.add_argument("--method-settings", type=json_mapping, default={}, metavar="JSON",
                     help="settings for the built proxies' methods, each to those that have it; one that "
                          "none of them has is refused (e.g. '{\"iterations\": 300}')")
     ev.add_argument("--space", default="small", help="full | small | FILE.json")
@@ -129,113 +129,36 @@ def _names(text: str) -> list[str]:
 
 
 def _rank_eval(args) -> int:
-    import tempfile
-    from contextlib import nullcontext
+    import sys
 
-    from condense_core import InputError
-    from condense_core.registry import method_class
-    from nas.rank_eval import check_baselines, check_zero_cost
+    from nas.rank_eval import format_table
+    from nas.rank_eval_run import run_rank_eval
 
-    from .common import check_out_folder, layout_of
+    from .common import layout_of
 
-    check_baselines(_names(args.baselines))
-    check_zero_cost(_names(args.zero_cost))
-    for name in _names(args.condense):
-        method_class("condense", name)  # an unknown condenser, named, before any work
-    if not (args.proxy or _names(args.condense) or _names(args.baselines) or _names(args.zero_cost)):
-        raise InputError("nothing to compare: give --proxy FILE.pt, --condense NAMES, --baselines or --zero-cost")
-    if args.ipc is None and not args.proxy and (_names(args.condense) or _names(args.baselines)):
-        raise InputError("--condense and --baselines need --ipc (or a --proxy file to take it from)")
-    _condense_options(args)
-    layout = layout_of(args)
-    if args.out is None and (layout.workers > 1 or layout.shards > 1):
-        raise InputError("--workers and --shard need --out (the folder every process writes into)")
-    if args.out is not None:
-        check_out_folder(args.out, [("--data", args.data), ("--space", args.space),
-                                    *(("--proxy", p) for p in args.proxy)])
-    with nullcontext(args.out) if args.out is not None else tempfile.TemporaryDirectory() as out:
-        return _rank_eval_run(args, out, layout)
-
-
-def _condense_options(args) -> dict:
-    """--method-settings as a mapping; each entry must be a setting of one of the --condense
-    methods (a misspelt or misplaced one would otherwise change nothing, silently)."""
-    import json
-
-    from condense_core import InputError
-    from condense_core.registry import method_class
-    from condense_core.settings import settings_of
-
-    try:
-        options = json.loads(args.method_settings)
-    except json.JSONDecodeError:
-        options = None
-    if not isinstance(options, dict):
-        raise InputError(f"--method-settings must be a JSON mapping, got {args.method_settings!r}")
-    names = _names(args.condense)
-    known = set().union(*(settings_of(method_class("condense", n)) for n in names))
-    unknown = sorted(set(options) - known)
-    if unknown:
-        raise InputError(f"--method-settings: {', '.join(unknown)} is not a setting of "
-                         f"{', '.join(names) if names else 'any --condense method (none given)'}")
-    return options
+    outcome = run_rank_eval(args.data, args.proxy, root=args.root, download=args.download,
+                            condense=_names(args.condense), ipc=args.ipc, method_settings=args.method_settings,
+                            space=args.space, archs=args.archs, full_epochs=args.full_epochs,
+                            baselines=_names(args.baselines), zero_cost=_names(args.zero_cost),
+                            training=_training(args), seed=args.seed, device=args.device, out=args.out,
+                            layout=layout_of(args), announce=None if args.quiet else announce_arch)
+    res = outcome.result
+    if res is None:
+        print("no architecture is finished yet")
+    else:
+        print(f"{res['archs']} architectures from the {args.space} space, seed {args.seed}, {args.data}")
+        print(format_table(res))
+        if outcome.missing:
+            print(f"not finished yet ({len(outcome.missing)}): {', '.join(outcome.missing)}")
+        if args.out is not None:
+            print(f"wrote {os.path.join(args.out, 'result.json')}")
+    for line in outcome.problems:
+        print(f"dcapps: {line}: run the same command again to finish it", file=sys.stderr)
+    if args.json and res is not None:
+        emit_json(res)
+    return 1 if outcome.problems else 0
 
 
 def announce_arch(key: str, row: dict) -> None:
     """A line per finished architecture, printed by the process that ran it."""
     print(f"{key} {row['arch']}: whole data {100 * row['full']:.2f}% ({row['full_s']:.1f} s)", flush=True)
-
-
-def _rank_eval_run(args, out: str, layout) -> int:
-    import json
-    import sys
-    from dataclasses import asdict, replace
-
-    from condense_core import ReducedSet, load_data
-    from condense_core.sweep import Sweep, run
-    from condense_core.reduced import atomic_write_text
-    from nas.rank_eval import ArchUnit, built_proxies, file_digest, format_table, rank_eval, sample_architectures
-    from nas.space import load_space
-
-    baselines, zero_cost = _names(args.baselines), _names(args.zero_cost)
-    cfg = _training(args)
-    full_cfg = replace(cfg, epochs=args.full_epochs)
-    archs = sample_architectures(load_space(args.space), args.archs, args.seed)
-    sets = [ReducedSet.load(path) for path in args.proxy]  # every file is checked before any work
-    ipc = args.ipc if args.ipc is not None or not sets else sets[0].ipc
-    condense, options = _names(args.condense), _condense_options(args)
-    data = load_data(args.data, args.root, args.download)
-    data.check_test_split()  # every architecture is tested on it
-    settings = {"data": args.data, "root": args.root, "archs": archs, "seed": args.seed, "training": asdict(cfg),
-                "full_epochs": args.full_epochs, "proxies": [file_digest(p) for p in args.proxy],
-                "baselines": baselines, "zero_cost": zero_cost, "ipc": ipc, "condense": condense,
-                "method_settings": options}
-    sweep = Sweep(out, settings)
-    units = {f"arch{i:03d}": {"arch": arch} for i, arch in enumerate(archs)}
-    sweep.plan(units, {"space": args.space, "proxy_files": args.proxy})
-    built = [("condense", n) for n in condense] + [("select", n) for n in ("random", "herding") if n in baselines]
-    files = [("", p) for p in args.proxy] + built_proxies(out, data, built, ipc, args.seed, args.device, options)
-    work = ArchUnit((args.data, args.root, args.download), files, "early" in baselines, ipc, cfg, full_cfg,
-                    args.seed, zero_cost)
-    problems = run(sweep, list(units), work, layout, args.device, None if args.quiet else announce_arch)
-    with sweep.report_lock():
-        done = sweep.results(list(units))
-        missing = [k for k in units if k not in done]
-        if not done:
-            print("no architecture is finished yet")
-            return 1 if problems else 0
-        res = rank_eval(list(done.values()), work.proxies()[1], full_cfg, args.seed, data, zero_cost)
-        res.update(space=args.space, proxy_files=args.proxy, missing=missing)
-        if args.out is not None:
-            atomic_write_text(json.dumps(res, indent=2, default=str) + "\n", os.path.join(out, "result.json"))
-    print(f"{res['archs']} architectures from the {args.space} space, seed {args.seed}, {args.data}")
-    print(format_table(res))
-    if missing:
-        print(f"not finished yet ({len(missing)}): {', '.join(missing)}")
-    if args.out is not None:
-        print(f"wrote {os.path.join(out, 'result.json')}")
-    for line in problems:
-        print(f"dcapps: {line}: run the same command again to finish it", file=sys.stderr)
-    if args.json:
-        emit_json(res)
-    return 1 if problems else 0

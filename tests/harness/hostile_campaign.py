@@ -1,14 +1,19 @@
 """The hostile-input campaign: bad and hostile inputs across every command and the replay API,
-each run and classified as handled or not.
+each run and classified as handled or not. CI runs it after the test suite; its exit status is 1
+unless every case is handled.
 
-    OMP_NUM_THREADS=1 python benchmarks/hostile_campaign.py --out runs/hostile/campaign.json
+    OMP_NUM_THREADS=1 python tests/harness/hostile_campaign.py --jobs 2 --out runs/hostile/campaign.json
 
-The cases are built here, per cause, in the five groups of the campaign that found the problems
+(`make hostile`; `--jobs N` shares the cases among N processes, `--match` picks cases by name.)
+
+The cases are built here, per cause, in the groups of the campaigns that found the problems
 (1 results silently wrong, 2 data lost or overwritten, 3 work wasted before an error that could
-have come first, 4 tracebacks instead of one line, 5 misleading or noisy messages), plus kill -9,
-SIGINT and SIGTERM followed by --resume for every registered condensation method (group 2: a
-resumed run must give the uninterrupted set bit for bit). Settings cases are generated from the
-settings' own declarations, so a method added later is tried too.
+have come first, 4 tracebacks instead of one line, 5 misleading or noisy messages, 6 text that
+becomes a shell's command line on another machine), plus kill -9, SIGINT and SIGTERM followed by
+--resume for every registered condensation method (group 2: a resumed run must give the
+uninterrupted set bit for bit). Settings cases are generated from the settings' own
+declarations, so a method added later is tried too. The inputs shared with `tests/test_hostile.py`
+come from `hostile_inputs`.
 
 A case runs in this process (the command line's `main`, its output captured, a time limit) or,
 where the process is the point (locks, kill -9, signals, warnings at start-up), as a subprocess.
@@ -28,25 +33,23 @@ import json
 import os
 import shutil
 import signal
-import sqlite3
-import struct
 import subprocess
 import sys
 import tempfile
 import time
 import traceback
-import zlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+ROOT = Path(__file__).resolve().parents[2]
+for _path in (ROOT, ROOT / "tests"):
+    if str(_path) not in sys.path:
+        sys.path.insert(0, str(_path))
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-import yaml  # noqa: E402
 
 import condense_core  # noqa: E402
 import condense_core.evaluate as evaluate_module  # noqa: E402
@@ -54,13 +57,14 @@ from condense_core import InputError, ReducedSet  # noqa: E402
 from condense_core.registry import methods  # noqa: E402
 from condense_core.settings import flag_name, settings_of  # noqa: E402
 from dcapps.cli import main  # noqa: E402
+from harness.hostile_inputs import (bomb_png, changed, cheap_rank_eval, checkpoint_of_two_iterations,  # noqa: E402
+                                    condense_argv, edited, memory_set, nni_database, reduced_set, refusal_problems,
+                                    save_npz, select_argv, snapshot, write_config)
 
 GROUPS = {1: "results silently wrong", 2: "data lost or overwritten", 3: "work wasted before an error",
-          4: "tracebacks instead of one line", 5: "misleading or noisy messages"}
+          4: "tracebacks instead of one line", 5: "misleading or noisy messages",
+          6: "text that becomes a shell command elsewhere"}
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-TINY = ["--model-options", '{"width": 8}', "--device", "cpu", "--quiet"]
-CHEAP = {"iterations": "4", "batch_real": "8", "pool_size": "1", "net_epochs": "1", "queue_size": "2",
-         "train_steps": "1", "train_batch": "32", "selection_epochs": "1"}
 CASE_SECONDS = 120
 
 
@@ -74,6 +78,7 @@ class Outcome:
     stderr: str = ""
     problems: list = field(default_factory=list)
     seconds: float = 0.0
+    index: int = 0  # the case's place in the campaign
 
 
 # --- running one case ---------------------------------------------------------------------------
@@ -172,26 +177,16 @@ def leftovers(folder: Path, allow_lock: bool = False) -> list[str]:
 def judge(result: Outcome, code: int, err: str, expect: int = 2, words=(), keep: dict | None = None,
           absent=(), work: list | None = None, before_work: bool | str = False, folder: Path | None = None,
           allow_lock: bool = False) -> Outcome:
-    """Fill `result` from one run: exit status, one line naming `words`, files kept, nothing left;
-    `before_work`: True (or "any") refuses any work before the refusal, "training" only training."""
+    """Fill `result` from one run: exit status, one line naming `words` (`refusal_problems`),
+    files kept, nothing left; `before_work`: True (or "any") refuses any work before the refusal,
+    "training" only training."""
     result.code, result.stderr = code, err.strip()[-1500:]
-    lines = err.strip().splitlines()
-    if "Traceback" in err:
-        result.problems.append("traceback")
-    if code != expect:
-        result.problems.append(f"exit {code}, expected {expect}")
     if expect == 2:
-        if len(lines) != 1:
-            result.problems.append(f"{len(lines)} stderr lines")
-        for word in words:
-            if not lines or str(word) not in lines[-1]:
-                result.problems.append(f"message does not name {word!r}")
-    for path, data in (keep or {}).items():
-        if not Path(path).exists() or Path(path).read_bytes() != data:
-            result.problems.append(f"changed {path}")
-    for path in absent:
-        if Path(path).exists():
-            result.problems.append(f"wrote {path}")
+        result.problems += refusal_problems(code, err, words, keep)
+    else:
+        result.problems += [f"exit {code}, expected {expect}"] * (code != expect) + ["traceback"] * ("Traceback" in err)
+        result.problems += changed(keep or {})
+    result.problems += [f"wrote {path}" for path in absent if Path(path).exists()]
     late = [w for w in (work or []) if before_work in (True, "any") or w == "network trained"] if before_work else []
     if late:
         result.problems.append(f"refused only after work ({', '.join(late)})")
@@ -200,34 +195,7 @@ def judge(result: Outcome, code: int, err: str, expect: int = 2, words=(), keep:
     return result
 
 
-def snapshot(*paths) -> dict:
-    return {str(p): Path(p).read_bytes() for p in paths}
-
-
 # --- the workspace: files every case may read ---------------------------------------------------
-
-def chunk(kind: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-
-def write_bomb_png(path: Path, side: int = 100_000) -> None:
-    header = struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b""))
-                     + chunk(b"IEND", b""))
-
-
-def edited(source: Path, target: Path, changes: dict) -> Path:
-    """The .pt `source` written to `target` with entries changed: a value replaces, a function of
-    the old value replaces, None removes."""
-    obj = torch.load(source, weights_only=True)
-    for key, value in changes.items():
-        if value is None:
-            obj.pop(key, None)
-        else:
-            obj[key] = value(obj[key]) if callable(value) else value
-    torch.save(obj, target)
-    return target
-
 
 class Workspace:
     """Inputs, good and bad, built once in `root/in` (cases never write there)."""
@@ -247,20 +215,15 @@ class Workspace:
                           np.repeat(np.arange(2), 20))
         self.no_test = self.save_npz("no_test.npz", x[:100], d.target[:100], np.zeros((0, 8, 8), np.uint8),
                                      np.zeros(0, np.int64))
-        data = condense_core.load_data("digits")
-        self.digits = data
-        idx = torch.cat([torch.nonzero(data.y_train == c).flatten()[:2] for c in range(10)])
-        self.set = self.dir / "set.pt"
-        ReducedSet(data.x_train[idx], data.y_train[idx], data.classes, data.mean, data.std,
-                     {"method": "random"}).save(str(self.set))
+        self.digits = condense_core.load_data("digits")
+        self.set = reduced_set(self.digits, self.dir / "set.pt")
         self.folder = self.image_folder("folder", lambda split, i: x[i])
-        self.make_checkpoint()
+        self.checkpoint_file = self.dir / "reference.ckpt"
+        self.checkpoint_state = checkpoint_of_two_iterations(self.digits, self.checkpoint_file)
+        self.runs: dict[str, Path] = {}
 
     def save_npz(self, name, x_train, y_train, x_test=None, y_test=None) -> Path:
-        path = self.dir / name
-        np.savez(path, x_train=x_train, y_train=y_train, x_test=x_train[:4] if x_test is None else x_test,
-                 y_test=y_train[:4] if y_test is None else y_test)
-        return path
+        return save_npz(self.dir / name, x_train, y_train, x_test, y_test)
 
     def image_folder(self, name, image, per_class=3) -> Path:
         from PIL import Image
@@ -275,46 +238,27 @@ class Workspace:
 
     def edited_set(self, name: str, **changes) -> Path:
         """A copy of the valid set in `in/NAME` with fields changed (see `edited`)."""
-        return edited(self.set, self.dir / name, changes)
-
-    def make_checkpoint(self) -> None:
-        """The state after 2 of the 4 iterations of `condense_argv(..., "dm")`."""
-        from condense_core.checkpoint import Checkpoint
-        from condense_core.engine import Engine
-        from condense_core.methods.dm import DM
-
-        dm = DM(ipc=1, iterations=4, batch_real=8, model_options={"width": 8}, device="cpu")
-        engine = Engine(dm, self.digits, torch.device("cpu"))
-        for _ in range(2):
-            engine.step()
-        self.checkpoint_state = engine.state()
-        path = self.dir / "reference.ckpt"
-        engine.save(Checkpoint(str(path)))
-        self.checkpoint_file = path
+        return edited(self.set, self.dir / name, **changes)
 
     def checkpoint_beside(self, out: Path, **changes) -> Path:
         """A copy of the reference checkpoint next to `out`, with fields changed (see `edited`)."""
-        return edited(self.checkpoint_file, Path(str(out) + ".ckpt"), changes)
+        return edited(self.checkpoint_file, Path(str(out) + ".ckpt"), **changes)
 
     def config(self, folder: Path, file="cl.yaml", **changes) -> Path:
         """A tiny `cl run` config in `folder`, with top-level keys changed."""
-        base = {"data": "digits", "experiences": 2, "seeds": [0], "model": {"name": "ConvNet", "width": 8, "depth": 1},
-                "train": {"epochs": 1, "batch_size": 128}, "memory": {"ipc": 1},
-                "condense": {"iterations": 2, "batch_real": 8}, "strategies": ["naive"]}
-        path = folder / file
-        path.write_text(yaml.safe_dump({**base, **changes}))
-        return path
+        return write_config(folder, file, **changes)
 
-
-def condense_argv(out, method="dm", data="digits", *extra):
-    """A tiny condensation of one image per class (cheap settings of whichever method)."""
-    cls = methods("condense")[method]
-    cheap = [t for k, v in CHEAP.items() if k in settings_of(cls) for t in (flag_name(k), v)]
-    return ["condense", "--data", data, "--method", method, "--ipc", "1", *cheap, *TINY, "--out", out, *extra]
-
-
-def select_argv(out, data="digits", method="random", *extra):
-    return ["select", "--data", data, "--method", method, "--ipc", "1", "--out", out, *extra]
+    def finished_run(self, name: str, epochs: int) -> Path:
+        """The folder of a finished tiny `cl run` (naive, seed 0, `epochs` epochs), made once."""
+        if name not in self.runs:
+            out = self.dir / "runs" / name
+            out.parent.mkdir(exist_ok=True)
+            config = self.config(self.dir, f"{name}.yaml", train={"epochs": epochs, "batch_size": 128})
+            code, _, err, _ = in_process(["cl", "run", config, "--out", out, "--quiet"], self.dir)
+            if code != 0:
+                raise RuntimeError(f"the run to start from failed: {err.strip()[-300:]}")
+            self.runs[name] = out
+        return self.runs[name]
 
 
 # --- the cases ----------------------------------------------------------------------------------
@@ -422,10 +366,10 @@ def settings_cases(ws: Workspace) -> list[Case]:
     nan, inf = float("nan"), float("inf")
     yaml_bad = {"train.lr": {"train": {"lr": nan}}, "train.momentum": {"train": {"momentum": inf}},
                 "train.weight_decay": {"train": {"weight_decay": -1.0}}, "memory.ipc": {"memory": {"ipc": 0.5}},
-                "memory.mem_size": {"memory": {"mem_size": -3}}, "condense.lr_img": {"condense": {"lr_img": nan}},
-                "condense.dm.lr_img": {"condense": {"dm": {"lr_img": inf}}},
-                "condense.lcmat.rho": {"condense": {"lcmat": {"rho": -inf}}},
-                "condense.herding.selection_epochs": {"condense": {"herding": {"selection_epochs": 0}}},
+                "memory.mem_size": {"memory": {"mem_size": -3}}, "methods.lr_img": {"methods": {"lr_img": nan}},
+                "methods.dm.lr_img": {"methods": {"dm": {"lr_img": inf}}},
+                "methods.lcmat.rho": {"methods": {"lcmat": {"rho": -inf}}},
+                "methods.herding.selection_epochs": {"methods": {"herding": {"selection_epochs": 0}}},
                 "experiences": {"experiences": nan}, "device": {"device": "mps"}}
     for key, changes in yaml_bad.items():
         cases.append(cli_case(1, cause, f"YAML {key}", ["cl", "run", "{f}/cl.yaml", "--out", "{f}/out"], [key],
@@ -445,7 +389,8 @@ def settings_cases(ws: Workspace) -> list[Case]:
 
 
 def group1(ws: Workspace) -> list[Case]:
-    cases = settings_cases(ws)
+    cases = (settings_cases(ws) + unit_digest_cases(ws) + bound_settings_cases(ws) + strict_yaml_cases(ws)
+             + nonfinite_checkpoint_cases(ws))
     cause = "a degenerate set evaluated as a result"
     bad_sets = {
         "empty set": (dict(images=torch.zeros(0, 1, 8, 8), labels=torch.zeros(0, dtype=torch.long)), "no images"),
@@ -478,7 +423,7 @@ def group1(ws: Workspace) -> list[Case]:
     for method, cls in methods("condense").items():
         if "lr_img" in settings_of(cls):
             cases.append(cli_case(1, cause, f"{method} --lr-img 1e30",
-                                  condense_argv("{f}/o.pt", method, "digits", "--lr-img", "1e30"), ["diverged"],
+                                  condense_argv("{f}/o.pt", "--lr-img", "1e30", method=method), ["diverged"],
                                   absent=["{f}/o.pt"]))
     cause = "impossible training data"
     x, y = ws.x[:40], ws.y[:40]
@@ -502,14 +447,14 @@ def kill_case(method: str, how: str, reference: dict) -> Case:
     def fn(folder: Path, result: Outcome) -> None:
         if method not in reference:
             whole = folder / "whole.pt"
-            code, _, err, _ = in_process(condense_argv(whole, method, "digits", "--iterations", "24"), folder)
+            code, _, err, _ = in_process(condense_argv(whole, "--iterations", "24", method=method), folder)
             if code != 0:
                 result.problems.append(f"the uninterrupted run failed: {err.strip()[-300:]}")
                 return
             reference[method] = ReducedSet.load(str(whole)).images
         out = folder / "out.pt"
         every = [] if how == "kill-early" else ["--checkpoint-every", "3"]
-        argv = condense_argv(out, method, "digits", "--iterations", "24", *every)
+        argv = condense_argv(out, "--iterations", "24", *every, method=method)
         run = subprocess.Popen([sys.executable, "-m", "dcapps", *map(str, argv)], cwd=folder, env=ENV,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         mark = Path(str(out) + (".lock" if how == "kill-early" else ".ckpt"))
@@ -559,10 +504,30 @@ def second_run_case(name: str, first: list, second: list, mark: str, prepare=Non
     return custom_case(2, "two runs writing one output", name, fn)
 
 
-def memory_set(channels: int, arity: int = 2, side: int = 8, meta: dict | None = None) -> ReducedSet:
-    meta = {"item_arity": arity, "task_labels": {"0": 0, "1": 0}} if meta is None else meta
-    return ReducedSet(torch.randn(2, channels, side, side), [0, 1], [0, 1], [0.0] * channels, [1.0] * channels,
-                        meta)
+def shared_folder(ws: Workspace):
+    """Two `cl run`s on one folder at once share its units, as workers and shards do (a sweep
+    folder, not one output): both end well, every unit runs once, and the folder has them all."""
+    def fn(folder: Path, result: Outcome) -> None:
+        argv = ["cl", "run", ws.config(folder, seeds=[0, 1], train={"epochs": 5, "batch_size": 128}),
+                "--out", folder / "out"]
+        first = subprocess.Popen([sys.executable, "-m", "dcapps", *map(str, argv)], cwd=folder, env=ENV,
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            deadline = time.time() + CASE_SECONDS
+            while not list((folder / "out").glob("claims/*.lock")) and first.poll() is None and time.time() < deadline:
+                time.sleep(0.01)  # until the first run holds a unit
+            code, out, err, _ = in_process(argv, folder)
+        finally:
+            first_out, first_err = first.communicate(timeout=CASE_SECONDS)
+        result.code, result.stderr = code, (err + first_err).strip()[-1500:]
+        ran = sorted(f"{w[0]}-seed{w[2].rstrip(':')}" for line in (out + first_out).splitlines()
+                     if (w := line.split())[1:2] == ["seed"])
+        if code != 0 or first.returncode != 0:
+            result.problems.append(f"exit {first.returncode} and {code}")
+        if ran != ["naive-seed0", "naive-seed1"]:
+            result.problems.append(f"units run: {ran}")
+        result.problems += leftovers(folder)
+    return fn
 
 
 def memory_folder(folder: Path, sets: list, index: str | bytes | None = None, damage: str | None = None) -> Path:
@@ -618,7 +583,7 @@ def group2(ws: Workspace) -> list[Case]:
     npz, folder = ws.npz, ws.folder
     cases += [
         cli_case(2, cause, "select --out is --data", select_argv(npz, npz), ["--out", "--data"], keep=[npz]),
-        cli_case(2, cause, "condense --out is --data", condense_argv(npz, "dm", str(npz)), ["--data"], keep=[npz]),
+        cli_case(2, cause, "condense --out is --data", condense_argv(npz, data=str(npz)), ["--data"], keep=[npz]),
         cli_case(2, cause, "select --out is --data by another path",
                  select_argv(ws.dir / ".." / "in" / "digits.npz", npz), ["--data"], keep=[npz]),
         cli_case(2, cause, "select --out inside the ImageFolder", select_argv(folder / "train" / "x.pt", folder),
@@ -637,14 +602,14 @@ def group2(ws: Workspace) -> list[Case]:
     cause = "a checkpoint deleted or overwritten"
     beside = lambda f: ws.checkpoint_beside(f / "o.pt")  # noqa: E731
     cases += [
-        cli_case(2, cause, "other settings, no --resume", condense_argv("{f}/o.pt", "dm", "digits", "--lr-img", "3"),
+        cli_case(2, cause, "other settings, no --resume", condense_argv("{f}/o.pt", "--lr-img", "3"),
                  ["o.pt.ckpt", "--restart"], keep=["{f}/o.pt.ckpt"], absent=["{f}/o.pt"], prepare=beside),
         cli_case(2, cause, "same settings, no --resume", condense_argv("{f}/o.pt"), ["o.pt.ckpt", "--resume"],
                  keep=["{f}/o.pt.ckpt"], absent=["{f}/o.pt"], prepare=beside),
         cli_case(2, cause, "--resume and --restart", [*condense_argv("{f}/o.pt"), "--resume", "--restart"],
                  ["--restart"], keep=["{f}/o.pt.ckpt"], prepare=beside),
         cli_case(2, cause, "--restart replaces it when asked",
-                 [*condense_argv("{f}/o.pt", "dm", "digits", "--lr-img", "3"), "--restart"], expect=0,
+                 [*condense_argv("{f}/o.pt", "--lr-img", "3"), "--restart"], expect=0,
                  absent=["{f}/o.pt.ckpt"], prepare=beside),
         cli_case(2, cause, "an earlier output kept when a run is refused",
                  ["condense", "--data", "digits", "--method", "dm", "--ipc", "1000", "--out", "{f}/keep.pt"],
@@ -652,11 +617,10 @@ def group2(ws: Workspace) -> list[Case]:
     ]
     cases += [
         second_run_case("condense twice on one --out",
-                        condense_argv("{f}/o.pt", "dm", "digits", "--iterations", "100000", "--checkpoint-every", "1"),
+                        condense_argv("{f}/o.pt", "--iterations", "100000", "--checkpoint-every", "1"),
                         condense_argv("{f}/o.pt"), "o.pt.ckpt"),
-        second_run_case("cl run twice on one --out", ["cl", "run", "{f}/cl.yaml", "--out", "{f}/out"],
-                        ["cl", "run", "{f}/cl.yaml", "--out", "{f}/out"], "out/config.json",
-                        lambda f: ws.config(f, strategies=["naive", "joint"], train={"epochs": 200})),
+        custom_case(2, "two runs writing one output", "cl run twice on one --out: its units shared",
+                    shared_folder(ws)),
     ]
     cases += [
         load_memory_case("colour folder into a grey memory", lambda f: memory_folder(f, [memory_set(3)]), ["3x8x8"]),
@@ -720,9 +684,9 @@ def group3(ws: Workspace) -> list[Case]:
     cases += [
         cli_case(3, cause, "rank-eval --out in /proc", [*rank_eval, "--out", "/proc/x.json"], ["--out"],
                  before_work=True),
-        cli_case(3, cause, "rank-eval --out trailing slash", [*rank_eval, "--out", "{f}/r/"], ["--out"],
-                 before_work=True),
-        cli_case(3, cause, "condense --png onto a directory", condense_argv("{f}/o.pt", "dm", "digits", "--png"),
+        cli_case(3, cause, "rank-eval --out a file, with a trailing slash", [*rank_eval, "--out", "{f}/plain/"],
+                 ["--out"], before_work=True, keep=["{f}/plain"], prepare=unwritable),
+        cli_case(3, cause, "condense --png onto a directory", condense_argv("{f}/o.pt", "--png"),
                  ["--png"], before_work=True, prepare=lambda f: (f / "o.png").mkdir()),
         api_case(3, cause, "save_memory into /proc", lambda f, s: new_buffer().save("/proc/dcapps-memory"),
                  ["/proc"]),
@@ -730,10 +694,10 @@ def group3(ws: Workspace) -> list[Case]:
     cause = "a late refusal that could come first"
     cl_run = ["cl", "run", "{f}/cl.yaml", "--out", "{f}/out"]
     cases += [
-        cli_case(3, cause, "YAML condense.dm value", cl_run, ["condense.dm.batch_real"], before_work=True,
-                 absent=["{f}/out"], prepare=lambda f: ws.config(f, condense={"dm": {"batch_real": 0}})),
-        cli_case(3, cause, "YAML condense.lcmat unknown key", cl_run, ["condense.lcmat.pool"], before_work=True,
-                 prepare=lambda f: ws.config(f, condense={"lcmat": {"pool": 1}})),
+        cli_case(3, cause, "YAML methods.dm value", cl_run, ["methods.dm.batch_real"], before_work=True,
+                 absent=["{f}/out"], prepare=lambda f: ws.config(f, methods={"dm": {"batch_real": 0}})),
+        cli_case(3, cause, "YAML methods.lcmat unknown key", cl_run, ["methods.lcmat.pool"], before_work=True,
+                 prepare=lambda f: ws.config(f, methods={"lcmat": {"pool": 1}})),
         cli_case(3, cause, "evaluate without a test split", ["evaluate", "--full", "--data", ws.no_test, "--runs", "1"],
                  [ws.no_test, "test"], before_work="training"),
         cli_case(3, cause, "evaluate a set without a test split", ["evaluate", ws.set, "--data", ws.no_test],
@@ -762,15 +726,15 @@ def group3(ws: Workspace) -> list[Case]:
     for method in methods("condense"):
         other = method != "dm"
         cases.append(cli_case(3, cause, f"dm checkpoint resumed as {method}",
-                              [*condense_argv("{f}/o.pt", method), "--resume"],
+                              condense_argv("{f}/o.pt", "--resume", method=method),
                               ["o.pt.ckpt", "method='dm'"] if other else [], expect=2 if other else 0,
                               keep=["{f}/o.pt.ckpt"] if other else [], before_work="training" if other else False,
                               prepare=beside))
     cases.append(cli_case(3, cause, "one setting differs",
-                          [*condense_argv("{f}/o.pt", "dm", "digits", "--batch-real", "9"), "--resume"],
+                          [*condense_argv("{f}/o.pt", "--batch-real", "9"), "--resume"],
                           ["batch_real=8", "9"], keep=["{f}/o.pt.ckpt"], prepare=beside,
                           check=lambda f, o, e: ["a whole config printed"] if "{" in e else []))
-    return cases
+    return cases + rank_eval_write_cases(ws)
 
 
 # group 4 ----------------------------------------------------------------------------------------
@@ -779,8 +743,8 @@ def tiny_image_cases(ws: Workspace) -> list[Case]:
     cases = []
     for side in (1, 3, 7):
         data = ws.dir / f"tiny{side}.npz"
-        commands = {"condense dm": condense_argv("{f}/o.pt", "dm", data),
-                    "condense lcmat": condense_argv("{f}/o.pt", "lcmat", data),
+        commands = {"condense dm": condense_argv("{f}/o.pt", data=data),
+                    "condense lcmat": condense_argv("{f}/o.pt", method="lcmat", data=data),
                     "select herding": select_argv("{f}/o.pt", data, "herding"),
                     "select lcmat": select_argv("{f}/o.pt", data, "lcmat"),
                     "bench": ["bench", "condense", "--data", data, "--iterations", "1", "--ipc", "1"],
@@ -796,7 +760,7 @@ def undecodable_cases(ws: Workspace) -> list[Case]:
 
     cases = []
     for name, write, word in (
-            ("bomb", write_bomb_png, "decompression"),
+            ("bomb", bomb_png, "decompression"),
             ("truncated", lambda p: p.write_bytes(p.read_bytes()[:40]), "2.png"),
             ("text", lambda p: p.write_text("not an image"), "2.png"),
             ("empty file", lambda p: p.write_bytes(b""), "2.png"),
@@ -814,7 +778,7 @@ def device_cases(ws: Workspace) -> list[Case]:
     cases = []
     for device in ("meta", "mps", "cuda:x", "gpu", "cuda:99", ""):
         word = "--device" if device != "cuda:99" else "cuda:99"
-        commands = {"condense": condense_argv("{f}/o.pt", "dm", "digits", "--device", device),
+        commands = {"condense": condense_argv("{f}/o.pt", "--device", device),
                     "evaluate": ["evaluate", ws.set, "--data", "digits", "--device", device],
                     "bench": ["bench", "condense", "--data", "digits", "--device", device],
                     "cl run": ["cl", "run", "{f}/cl.yaml", "--out", "{f}/o", "--device", device],
@@ -841,7 +805,8 @@ def malformed_file_cases(ws: Workspace) -> list[Case]:
                  "images uint8": dict(images=lambda t: t.to(torch.uint8)),
                  "images 0x0": dict(images=torch.zeros(20, 1, 0, 0)), "no std": dict(std=None),
                  "format of another tool": dict(format="other/1"), "meta factor 0": dict(meta={"factor": 0}),
-                 "meta factor as text": dict(meta={"factor": "2"}), "meta factor past the size": dict(meta={"factor": 9})}
+                 "meta factor as text": dict(meta={"factor": "2"}),
+                 "meta factor past the size": dict(meta={"factor": 9})}
     for name, changes in malformed.items():
         path = ws.edited_set("hand_" + name.replace(" ", "_") + ".pt", **changes)
         cases.append(cli_case(4, cause, f"evaluate: {name}", ["evaluate", path, "--data", "digits"], [path],
@@ -885,16 +850,19 @@ def cl_file_cases(ws: Workspace) -> list[Case]:
     cause = "a damaged CL folder"
 
     def folder_with(f: Path, target: str, content: bytes) -> None:
-        config = ws.config(f)
+        from condense_core.sweep import Sweep
+        from scenarios.runner import plan
+
+        cfg = load_config(str(ws.config(f)))
         (f / "o" / "units").mkdir(parents=True, exist_ok=True)
-        (f / "o" / "config.json").write_text(json.dumps(load_config(str(config)).settings()))
+        Sweep(str(f / "o"), cfg.settings()).plan(plan(cfg))
         (f / "o" / target).write_bytes(content)
 
     damaged = {"truncated": b'{"strategy": "naive", "se', "a list": b"[]", "not UTF-8": b"\xff\xfe",
                "another strategy's": json.dumps({"strategy": "joint", "seed": 0, "accuracy": [0.5, 0.5]}).encode()}
-    for target in ("units/naive-seed0.json", "config.json"):
+    for target in ("units/naive-seed0.json", "sweep.json"):
         for name, content in damaged.items():
-            if target == "config.json" and name == "another strategy's":
+            if target == "sweep.json" and name == "another strategy's":
                 continue
             cases.append(cli_case(4, cause, f"{target} {name}", ["cl", "run", "{f}/cl.yaml", "--out", "{f}/o"],
                                   [target], keep=[f"{{f}}/o/{target}"], before_work="training",
@@ -907,19 +875,8 @@ def nni_cases(ws: Workspace) -> list[Case]:
     cause = "an NNI database with foreign content"
 
     def database(f: Path, metrics, events=None, schema=True) -> None:
-        db = f / "exp" / "EXP" / "db" / "nni.sqlite"
-        db.parent.mkdir(parents=True)
-        con = sqlite3.connect(db)
-        if schema:
-            con.execute("CREATE TABLE TrialJobEvent (timestamp INTEGER, trialJobId TEXT, event TEXT, data TEXT)")
-            con.execute("CREATE TABLE MetricData (timestamp INTEGER, trialJobId TEXT, type TEXT, data TEXT)")
-            good = json.dumps(json.dumps({"default": 0.9, "params": 10, "train_time_s": 1.0}))
-            for i, (tid, metric) in enumerate([("good", good), *metrics]):
-                job = (events or {}).get(tid, json.dumps({"parameters": {"depth": 2, "width": 32}}))
-                con.execute("INSERT INTO TrialJobEvent VALUES (?, ?, 'SUCCEEDED', ?)", (i, tid, job))
-                con.execute("INSERT INTO MetricData VALUES (?, ?, 'FINAL', ?)", (i, tid, metric))
-        con.commit()
-        con.close()
+        good = json.dumps(json.dumps({"default": 0.9, "params": 10, "train_time_s": 1.0}))
+        nni_database(f / "exp" / "EXP" / "db" / "nni.sqlite", [("good", good), *metrics], events, schema)
 
     def ranking(out: str) -> list:
         return json.loads(out.strip().splitlines()[-1])["ranking"]
@@ -1012,15 +969,15 @@ def limit_cases(ws: Workspace) -> list[Case]:
                  before_work=True, prepare=lambda f: ws.config(f, seeds=[2 ** 32])),
         cli_case(4, cause, "nas init --seed 2**32", ["nas", "init", "--data", "digits", "--proxy", ws.set,
                                                      "--out", "{f}/e", "--seed", big], ["--seed"], before_work=True),
-        cli_case(4, cause, "condense --seed 2**32", condense_argv("{f}/o.pt", "dm", "digits", "--seed", big),
+        cli_case(4, cause, "condense --seed 2**32", condense_argv("{f}/o.pt", "--seed", big),
                  ["--seed"], before_work=True),
         cli_case(4, cause, "condense --iterations 10**11 (memory)",
-                 condense_argv("{f}/o.pt", "dm", "digits", "--iterations", str(10 ** 11)), ["memory"],
+                 condense_argv("{f}/o.pt", "--iterations", str(10 ** 11)), ["memory"],
                  absent=["{f}/o.pt"]),
         cli_case(4, cause, "a network too wide to allocate",
-                 condense_argv("{f}/o.pt", "dm", "digits", "--model-options", '{"width": 100000000}'), ["memory"],
+                 condense_argv("{f}/o.pt", "--model-options", '{"width": 100000000}'), ["memory"],
                  absent=["{f}/o.pt"]),
-        cli_case(4, cause, "width as a float", condense_argv("{f}/o.pt", "dm", "digits", "--model-options",
+        cli_case(4, cause, "width as a float", condense_argv("{f}/o.pt", "--model-options",
                                                              '{"width": 8.5}'), ["width"], before_work="training"),
         cli_case(4, cause, "depth as true", ["evaluate", ws.set, "--data", "digits", "--model-options",
                                              '{"depth": true}'], ["depth"], before_work="training"),
@@ -1037,7 +994,8 @@ def limit_cases(ws: Workspace) -> list[Case]:
 
 def group4(ws: Workspace) -> list[Case]:
     return (tiny_image_cases(ws) + undecodable_cases(ws) + device_cases(ws) + malformed_file_cases(ws)
-            + cl_file_cases(ws) + nni_cases(ws) + memory_file_cases(ws) + limit_cases(ws))
+            + cl_file_cases(ws) + nni_cases(ws) + memory_file_cases(ws) + limit_cases(ws) + size_cases(ws)
+            + run_folder_cases(ws))
 
 
 # group 5 ----------------------------------------------------------------------------------------
@@ -1104,19 +1062,231 @@ def group5(ws: Workspace) -> list[Case]:
     cause = "other libraries' warnings drowning the line"
     cases += [custom_case(5, cause, "cl run with qpsolvers warning at import", fake_qpsolvers(ws)),
               custom_case(5, cause, "a refused config in a fresh process", bad_config_line(ws)),
-              custom_case(5, cause, "nnictl with the documented warning filter", nnictl_quiet)]
+              custom_case(5, cause, "nnictl with the documented warning filter", nnictl_quiet),
+              custom_case(5, cause, "a worker killed in its unit", killed_worker_case)]
     return cases
+
+
+# issue 33: results folders, writes before the last check, settings that bound one another, YAML,
+# sizes, remote command lines, non-finite checkpoints ------------------------------------------
+
+def tree(folder: Path) -> dict:
+    """Every file under `folder` (relative path -> bytes): to see that a refusal left it as it was."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def finished_folder(ws: Workspace, unit_from: str | None = None, strip_digest: bool = False,
+                    units_a_file: bool = False):
+    """`prepare`: `{f}/o` a copy of a finished run, its unit replaced by the one of a run of other
+    settings (`unit_from`), stripped of its settings digest, or `units/` replaced by a file."""
+    def prepare(f: Path) -> None:
+        shutil.copytree(ws.finished_run("epochs1", 1), f / "o")
+        unit = f / "o" / "units" / "naive-seed0.json"
+        if unit_from is not None:
+            shutil.copy(ws.finished_run(unit_from, 2) / "units" / "naive-seed0.json", unit)
+        if strip_digest:
+            from condense_core.sweep import DIGEST
+            unit.write_text(json.dumps({k: v for k, v in json.loads(unit.read_text()).items() if k != DIGEST}))
+        if units_a_file:
+            shutil.rmtree(f / "o" / "units")
+            (f / "o" / "units").write_text("x")
+        ws.config(f)  # the run's own config (the same settings as epochs1's)
+        (f / "tree.json").write_text(json.dumps(sorted(tree(f / "o"))))
+    return prepare
+
+
+def folder_kept(f: Path, out, err) -> list[str]:
+    return [] if sorted(tree(f / "o")) == json.loads((f / "tree.json").read_text()) else ["files added or removed"]
+
+
+def unit_digest_cases(ws: Workspace) -> list[Case]:
+    cause = "a unit of other settings taken as finished"
+    report, run = ["cl", "report", "{f}/o"], ["cl", "run", "{f}/cl.yaml", "--out", "{f}/o"]
+    kept = ["{f}/o/report.md", "{f}/o/results.json", "{f}/o/units/naive-seed0.json"]
+    return [cli_case(1, cause, f"cl {command[1]}: {name}", command, ["naive-seed0.json"], keep=kept,
+                     before_work="training", prepare=finished_folder(ws, **how), check=folder_kept)
+            for name, how in (("a unit of another run copied in", {"unit_from": "epochs2"}),
+                              ("a unit without a settings digest", {"strip_digest": True}))
+            for command in (report, run)]
+
+
+def bound_settings_cases(ws: Workspace) -> list[Case]:
+    """Settings that bound one another (queue_size bounds train_nets) refused wherever they are
+    given; a queue of none is recorded as what ran."""
+    cause = "a setting that silently does not take effect"
+    cases = []
+    for method, cls in methods("condense").items():
+        if {"queue_size", "train_nets"} <= set(settings_of(cls)):
+            cases.append(cli_case(1, cause, f"{method} --queue-size 2 --train-nets 3",
+                                  condense_argv("{f}/o.pt", "--train-nets", "3", method=method),
+                                  ["train_nets 3", "queue_size 2"], absent=["{f}/o.pt"], before_work=True))
+
+            def recorded(f, out, err):
+                meta = ReducedSet.load(str(f / "o.pt")).meta
+                return [] if (meta["train_nets"], meta["ce_weight"]) == (0, 0.0) else [f"meta records {meta}"]
+            cases.append(cli_case(1, cause, f"{method} --queue-size 0: the metadata says what ran",
+                                  condense_argv("{f}/o.pt", "--queue-size", "0", method=method), expect=0,
+                                  check=recorded))
+    bad = {"queue_size": 1, "train_nets": 2}
+    cases += [
+        cli_case(1, cause, "YAML methods.idm queue_size 1, train_nets 2",
+                 ["cl", "run", "{f}/cl.yaml", "--out", "{f}/o"], ["methods.idm", "queue_size"], absent=["{f}/o"],
+                 before_work="training",
+                 prepare=lambda f: ws.config(f, strategies=["idmreplay"], methods={"idm": bad})),
+        cli_case(1, cause, "rank-eval --method-settings queue_size 1, train_nets 2",
+                 ["nas", "rank-eval", "--data", "digits", "--condense", "idm", "--ipc", "1", "--method-settings",
+                  json.dumps(bad), "--out", "{f}/r"], ["--method-settings", "queue_size"], absent=["{f}/r"],
+                 before_work=True)]
+    return cases
+
+
+def strict_yaml_cases(ws: Workspace) -> list[Case]:
+    cause = "YAML that does not say what it seems"
+    texts = {"a key twice in train": (b"data: digits\ntrain: {epochs: 1, epochs: 5}\n", ["c.yaml", "epochs"]),
+             "data twice": (b"data: digits\nexperiences: 2\ndata: mnist\n", ["c.yaml", "'data'", "line 3"]),
+             "a merge key": (b"data: digits\ntrain: {<<: {epochs: 5}, lr: 0.1}\n", ["c.yaml", "merge"]),
+             "an alias": (b"data: digits\nseeds: &s [0]\nx: *s\n", ["c.yaml", "anchor"])}
+    cases = [cli_case(1, cause, f"YAML {name}", ["cl", "run", "{f}/c.yaml", "--out", "{f}/o"], words,
+                      before_work=True, absent=["{f}/o"], prepare=lambda f, t=text: (f / "c.yaml").write_bytes(t))
+             for name, (text, words) in texts.items()]
+
+    def lr_read(f, out, err):
+        return ["1e-2 read as text"] if "train.lr" in err else []
+    cases.append(cli_case(1, cause, "YAML lr 1e-2 is a number", ["cl", "run", "{f}/c.yaml", "--out", "{f}/o"],
+                          ["train.epochs"], before_work=True, check=lr_read,
+                          prepare=lambda f: (f / "c.yaml").write_text("data: digits\ntrain: {lr: 1e-2, epochs: 0}\n")))
+    return cases
+
+
+def short_line(f, out, err) -> list[str]:
+    return [] if len(err) < 1000 else [f"a message of {len(err)} characters"]
+
+
+def size_cases(ws: Workspace) -> list[Case]:
+    """Values that would take unbounded memory or time, refused with their bound."""
+    cause = "a size without a bound"
+    laughs = "data: digits\n" + "".join(f"l{i}: &l{i} [{', '.join([f'*l{i - 1}' if i else '0'] * 9)}]\n"
+                                         for i in range(9)) + "seeds: *l8\n"
+    cases = [
+        cli_case(4, cause, "YAML seeds from a billion laughs", ["cl", "run", "{f}/c.yaml", "--out", "{f}/o"],
+                 ["c.yaml"], before_work=True, check=short_line, prepare=lambda f: (f / "c.yaml").write_text(laughs)),
+        cli_case(4, cause, "YAML name of 1 MB", ["cl", "run", "{f}/cl.yaml", "--out", "{f}/o"], ["name", "at most"],
+                 before_work=True, check=short_line, prepare=lambda f: ws.config(f, name="n" * 10 ** 6)),
+        cli_case(4, cause, "cl run --workers 100000", ["cl", "run", "{f}/cl.yaml", "--out", "{f}/o", "--workers",
+                                                       "100000"], ["--workers", "at most"], before_work=True,
+                 absent=["{f}/o"], prepare=ws.config),
+        cli_case(4, cause, "rank-eval --workers 100000", ["nas", "rank-eval", "--data", "digits", "--proxy", ws.set,
+                                                          "--workers", "100000", "--out", "{f}/r"],
+                 ["--workers", "at most"], before_work=True, absent=["{f}/r"]),
+    ]
+    for number in (10 ** 5, 10 ** 6):
+        cases.append(cli_case(4, cause, f"m3d --kernel-num {number}",
+                              condense_argv("{f}/o.pt", "--kernel-num", str(number), method="m3d"),
+                              ["--kernel-num", "at most"], absent=["{f}/o.pt"], before_work=True))
+    cases.append(cli_case(4, cause, "m3d --kernel-mul 1e300", condense_argv("{f}/o.pt", "--kernel-mul", "1e300",
+                                                                          method="m3d"),
+                          ["kernel_mul", "kernel_num"], absent=["{f}/o.pt"], before_work=True))
+    return cases
+
+
+def run_folder_cases(ws: Workspace) -> list[Case]:
+    """`cl report` on what is not a run: one line, nothing left in it."""
+    cause = "a folder that is not a run"
+    return [cli_case(4, cause, "cl report: no such folder", ["cl", "report", "{f}/none"], ["none", "no such folder"],
+                     absent=["{f}/none"]),
+            cli_case(4, cause, "cl report: a file", ["cl", "report", "{f}/plain"], ["plain", "not a folder"],
+                     keep=["{f}/plain"], prepare=unwritable),
+            cli_case(4, cause, "cl report: an empty folder", ["cl", "report", "{f}/e"], ["sweep.json"],
+                     prepare=lambda f: (f / "e").mkdir(), check=lambda f, o, e: [] if not list((f / "e").iterdir())
+                     else ["wrote in it"]),
+            cli_case(4, cause, "cl report: units/ a file", ["cl", "report", "{f}/o"], ["units", "not a folder"],
+                     keep=["{f}/o/report.md"], prepare=finished_folder(ws, units_a_file=True), check=folder_kept),
+            cli_case(4, cause, "cl run: units/ a file", ["cl", "run", "{f}/cl.yaml", "--out", "{f}/o"],
+                     ["units", "not a folder"], keep=["{f}/o/report.md"], before_work="training",
+                     prepare=finished_folder(ws, units_a_file=True), check=folder_kept)]
+
+
+def corrected_rank_eval(folder: Path, result: Outcome) -> None:
+    """A rank-eval refused after its first write (its dm proxy diverges) removes what it wrote;
+    the corrected command then runs in the same --out."""
+    code, _, err, _ = in_process(cheap_rank_eval(folder, {"iterations": 4, "lr_img": 1e30}), folder)
+    judge(result, code, err, 2, ["diverged"], absent=[folder / "r"], folder=folder)
+    code, _, err, _ = in_process(cheap_rank_eval(folder, {"iterations": 2}), folder)
+    if code != 0 or not (folder / "r" / "result.json").is_file():
+        result.problems.append(f"the corrected command: exit {code} ({err.strip()[-300:]})")
+
+
+def rank_eval_write_cases(ws: Workspace) -> list[Case]:
+    cause = "a refused run that wrote first"
+    bad = {"a wrong type": {"lr_img": "fast"}, "NaN": {"lr_img": float("nan")}, "a negative": {"iterations": -1},
+           "an overflowing number": {"iterations": 10 ** 30}, "device meta": {"device": "meta"}, "an ipc": {"ipc": 2},
+           "a seed": {"seed": 1}}
+    cases = [cli_case(3, cause, f"rank-eval --method-settings {name}",
+                      ["nas", "rank-eval", "--data", "digits", "--condense", "dm", "--ipc", "1", "--method-settings",
+                       json.dumps(settings), "--out", "{f}/r"], ["--method-settings", *settings],
+                      absent=["{f}/r"], before_work=True)
+             for name, settings in bad.items()]
+    cases.append(custom_case(3, cause, "rank-eval refused after its first write, then corrected", corrected_rank_eval))
+    return cases
+
+
+def nonfinite_checkpoint_cases(ws: Workspace) -> list[Case]:
+    cause = "a checkpoint taken at its word"
+    return [cli_case(1, cause, f"resume from {name}", condense_argv("{f}/o.pt", "--resume"), ["o.pt.ckpt", field],
+                     keep=["{f}/o.pt.ckpt"], absent=["{f}/o.pt"], before_work="training",
+                     prepare=lambda f, c={field: bad}: ws.checkpoint_beside(f / "o.pt", **c))
+            for name, field, bad in (
+                ("NaN images", "images", lambda t: t.index_fill(0, torch.tensor([0]), float("nan"))),
+                ("infinite momentum", "momentum", lambda t: t.index_fill(0, torch.tensor([1]), float("inf"))))]
+
+
+def killed_worker_case(folder: Path, result: Outcome) -> None:
+    """A worker killed in its unit: the command's message is one line, without the warnings of
+    the semaphores the worker left."""
+    from harness.hostile_inputs import killed_worker
+
+    code, err = killed_worker(folder, ENV)
+    result.code, result.stderr = code, err.strip()
+    lines = err.strip().splitlines()
+    if code != 0 or len(lines) != 1 or "ended early" not in lines[0]:
+        result.problems.append(f"exit {code}, {len(lines)} stderr lines: {err.strip()[-300:]!r}")
+
+
+def shell_text_cases(ws: Workspace) -> list[Case]:
+    """Every value `nas init --training-service remote` writes where NNI builds a remote command
+    line, with shell metacharacters: refused, naming the flag, nothing written."""
+    cause = "a value that would run on the remote machine"
+    remote = ["nas", "init", "--data", "digits", "--proxy", ws.set, "--out", "{f}/exp", "--training-service",
+              "remote", "--ssh-key", "{f}/plain"]
+    machine = ["--machine", "me@host"]
+    values = {"--machine": ["me;touch x@host", "`id`@host", "me@host;touch x", "me@$(id)", "-oProxyCommand=x@host",
+                            "me@host name"],
+              "--python": ["/opt/py;touch x/python", "/opt/$(id)/python", "/opt/py bin/python", "/opt/`id`/python"],
+              "--manager-ip": ["10.0.0.1;touch x", "$(hostname -I)", "nni.example.org"]}
+    return [cli_case(6, cause, f"nas init {flag} {value!r}",
+                     [*remote, *([] if flag == "--machine" else machine), flag, value], [flag],
+                     absent=["{f}/exp"], before_work=True, keep=["{f}/plain"], prepare=unwritable)
+            for flag, texts in values.items() for value in texts]
+
+
+def group6(ws: Workspace) -> list[Case]:
+    return shell_text_cases(ws)
 
 
 # --- the campaign -------------------------------------------------------------------------------
 
-def run_campaign(groups: list[int], root: Path) -> list[Outcome]:
+def run_campaign(groups: list[int], root: Path, match: tuple[str, ...] = ("",), shard: tuple[int, int] = (0, 1)
+                 ) -> list[Outcome]:
+    """Build the cases of `groups` whose names hold one of `match`, and run those of `shard`
+    (0-based I of N: every N-th case from the I-th), each in a folder of its own under `root`."""
     torch.set_num_threads(1)
     ws = Workspace(root)
-    builders = {1: group1, 2: group2, 3: group3, 4: group4, 5: group5}
-    cases = [c for g in groups for c in builders[g](ws)]
+    builders = {1: group1, 2: group2, 3: group3, 4: group4, 5: group5, 6: group6}
+    cases = [c for g in groups for c in builders[g](ws) if any(m in c.name for m in match)]
     outcomes = []
     for i, case in enumerate(cases):
+        if i % shard[1] != shard[0]:
+            continue
         folder = root / "cases" / f"{i:03d}"
         folder.mkdir(parents=True)
         t0 = time.time()
@@ -1124,13 +1294,30 @@ def run_campaign(groups: list[int], root: Path) -> list[Outcome]:
             outcome = case.run(folder)
         except Exception as e:  # noqa: BLE001 (a case that could not be set up counts as not handled)
             outcome = Outcome(case.group, case.cause, case.name, problems=[f"the case failed: {e!r}"])
-        outcome.seconds = round(time.time() - t0, 2)
+        outcome.seconds, outcome.index = round(time.time() - t0, 2), i
         outcome.handled = not outcome.problems
         outcomes.append(outcome)
         mark = "ok " if outcome.handled else "BAD"
         print(f"{mark} [{case.group}] {case.name}" + ("" if outcome.handled else f": {'; '.join(outcome.problems)}"),
               flush=True)
     return outcomes
+
+
+def in_jobs(jobs: int, groups: str, match: str) -> list[Outcome]:
+    """The campaign in `jobs` processes, one shard each (its own workspace and one thread), merged
+    in case order: on a machine with that many cores, the same cases in a `jobs`-th of the time."""
+    with tempfile.TemporaryDirectory(prefix="dcapps-hostile-jobs-") as parts:
+        runs = [subprocess.Popen([sys.executable, __file__, "--out", f"{parts}/{k}.json", "--groups", groups, "--match",
+                                  match, "--shard", f"{k + 1}/{jobs}"], env=ENV) for k in range(jobs)]
+        for run in runs:
+            run.wait()
+        outcomes = []
+        for k in range(jobs):
+            part = Path(parts) / f"{k}.json"
+            if not part.exists():
+                raise RuntimeError(f"the campaign's shard {k + 1}/{jobs} ended without its results")
+            outcomes += [Outcome(**case) for case in json.loads(part.read_text())["cases"]]
+    return sorted(outcomes, key=lambda o: o.index)
 
 
 def report(outcomes: list[Outcome]) -> str:
@@ -1154,27 +1341,38 @@ def report(outcomes: list[Outcome]) -> str:
 
 
 def main_campaign() -> int:
+    from condense_core.sweep import parse_shard
+
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", required=True, help="JSON file of every case's outcome")
-    p.add_argument("--groups", default="1,2,3,4,5", help="comma list of the groups to run")
-    p.add_argument("--keep", default=None, metavar="DIR", help="build and keep the cases' files in DIR")
+    p.add_argument("--groups", default=",".join(map(str, GROUPS)), help="comma list of the groups to run")
+    p.add_argument("--keep", default=None, metavar="DIR", help="build and keep the cases' files in DIR (one job)")
+    p.add_argument("--match", default="", metavar="TEXTS", help="only the cases whose name holds one of these "
+                                                                "(comma list)")
+    p.add_argument("--jobs", type=int, default=1, help="processes sharing the cases (one per core)")
+    p.add_argument("--shard", default=None, metavar="I/N", help="run every N-th case from the I-th only")
     args = p.parse_args()
     groups = [int(g) for g in args.groups.split(",")]
-    root = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="dcapps-hostile-"))
-    root.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
-    try:
-        outcomes = run_campaign(groups, root)
-    finally:
-        if not args.keep:
-            shutil.rmtree(root, ignore_errors=True)
-    text = report(outcomes)
-    print(text)
+    if args.jobs > 1:
+        outcomes = in_jobs(args.jobs, args.groups, args.match)
+    else:
+        root = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="dcapps-hostile-"))
+        root.mkdir(parents=True, exist_ok=True)
+        try:
+            outcomes = run_campaign(groups, root, tuple(args.match.split(",")),
+                                    parse_shard(args.shard) if args.shard else (0, 1))
+        finally:
+            if not args.keep:
+                shutil.rmtree(root, ignore_errors=True)
+    if args.shard is None:
+        print(report(outcomes))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps({"tried": len(outcomes), "handled": sum(o.handled for o in outcomes),
-                                          "seconds": round(time.time() - t0, 1), "torch": torch.__version__,
-                                          "cases": [asdict(o) for o in outcomes]}, indent=1) + "\n")
-    return 0
+                                          "seconds": round(time.time() - t0, 1), "jobs": args.jobs,
+                                          "torch": torch.__version__, "cases": [asdict(o) for o in outcomes]},
+                                         indent=1) + "\n")
+    return 0 if all(o.handled for o in outcomes) else 1
 
 
 if __name__ == "__main__":
