@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from typing import Callable, List, Optional, Sequence, Union
 
 import torch
+from avalanche.models import MultiTaskModule
 from avalanche.training.plugins import ReplayPlugin, SupervisedPlugin
 from avalanche.training.plugins.evaluation import EvaluationPlugin, default_evaluator
 from avalanche.training.storage_policy import ExemplarsBuffer
@@ -55,12 +56,17 @@ from condense_core.reduced import SOURCES, SoftTargets, atomic_write_text
 from .memory_metrics import memory_build
 
 REPLAY_MODES = ("mix", "gdumb")
-KNOWLEDGE = ("labels", "logits")
+KNOWLEDGE = ("auto", "labels", "logits")
+# `auto`: what the measurements found better in each replay mode (docs/cl.md, "Memories that keep
+# knowledge"): the learner's logits in mix, the labels in gdumb (a teacher's targets cost accuracy)
+AUTO_KNOWLEDGE = {"mix": "logits", "gdumb": "labels"}
 EMBEDDINGS = ("own", "learner")
 LOGITS_FROM = {"mix": "learner", "gdumb": "teacher"}  # where a memory's logits come from, by replay mode
 SET_PATTERN = "experience_{:03d}.pt"
 PRESET = "memory"  # the settings preset every memory method starts from
-VECTOR_DEFAULTS = {"model": "MLP", "dsa": False}  # for N x D inputs: no convolution, no image augmentation
+VECTOR_DEFAULTS = {"model": "MLP", "dsa": False, "lr_img": 1.0}  # N x D inputs: no convolution, no image
+# augmentation, and the paper's step on the data (the memory preset's larger step is for images: on
+# vectors through an MLP it diverges)
 
 
 @dataclass
@@ -73,10 +79,11 @@ class MemorySettings:
                                             "(replaces ipc)", low=1)
     replay_mode: str = setting("mix", "mix: memory in every mini-batch; gdumb: the model is reset and "
                                       "trained on the memory only", choices=REPLAY_MODES)
-    knowledge: str = setting("labels", "labels: replay the stored labels only; logits: also what a model knew "
-                                       "of the stored images (mix: the learner's logits, recorded when they are "
-                                       "stored, replayed with DER++'s loss; gdumb: a teacher's soft targets, "
-                                       "learnt by KL at their temperature plus cross-entropy)", choices=KNOWLEDGE)
+    knowledge: str = setting("auto", "labels: replay the stored labels only; logits: also what a model knew "
+                                     "of the stored images (mix: the learner's logits, recorded when they are "
+                                     "stored, replayed with DER++'s loss; gdumb: a teacher's soft targets, "
+                                     "learnt by KL at their temperature plus cross-entropy); auto: logits in mix, "
+                                     "labels in gdumb or with a multi-task model (as measured)", choices=KNOWLEDGE)
     alpha: float = setting(0.1, "mix with logits: weight of the squared error to the recorded logits "
                                 "(DER++'s alpha)", low=0)
     beta: float = setting(0.5, "mix with logits: weight of the cross-entropy on the stored labels "
@@ -203,8 +210,11 @@ class ReducedSetBuffer(ExemplarsBuffer):
         if self.logits_from != "learner" or made.targets is not None:
             return made
         images = made.training_images()[0]
-        return made.with_targets(SoftTargets(recorded_logits(learner, images.flatten(1) if self.vectors else images),
-                                             1.0, "learner"))
+        logits = recorded_logits(learner, images.flatten(1) if self.vectors else images)
+        if not torch.isfinite(logits).all():
+            raise InputError("the learner's logits on the memory are not finite: it diverged (a smaller "
+                             "learning rate keeps it finite)")
+        return made.with_targets(SoftTargets(logits, 1.0, "learner"))
 
     def _take_stored(self, labels: Sequence[int], x: torch.Tensor, y: torch.Tensor):
         """Remove the stored images of `labels` from older sets and return them joined to (x, y)."""
@@ -409,6 +419,9 @@ def _outputs(learner, x: torch.Tensor) -> int:
     """How many outputs (logits) the learner gives, from one forward of an experience image."""
     if learner is None:
         raise InputError("a memory that keeps logits needs the strategy's model")
+    if isinstance(learner, MultiTaskModule):
+        raise InputError(f"knowledge logits needs a single-head model, got the multi-task {type(learner).__name__} "
+                         "(its logits need task labels): give knowledge labels")
     sample = x[:1].flatten(1) if x.dim() == 2 else x[:1]
     return recorded_logits(learner, sample).shape[1]
 
@@ -448,6 +461,8 @@ class ReducedSetReplayPlugin(ReplayPlugin):
                                            "ReducedSetReplayPlugin")
         _no_other_arguments(renamed, "ReducedSetReplayPlugin")
         check(MemorySettings, {"replay_mode": replay_mode, "knowledge": knowledge, "alpha": alpha, "beta": beta})
+        self.auto = knowledge == "auto"
+        knowledge = AUTO_KNOWLEDGE[replay_mode] if knowledge == "auto" else knowledge
         logits_from = LOGITS_FROM[replay_mode] if knowledge == "logits" else None
         if storage_policy is not None:
             storage_policy.logits_from = logits_from
@@ -483,6 +498,8 @@ class ReducedSetReplayPlugin(ReplayPlugin):
             strategy.adapted_dataset = self.storage_policy.buffer.train()
 
     def before_training_exp(self, strategy, *args, **kwargs):
+        if self.auto and self.knowledge == "logits" and isinstance(strategy.model, MultiTaskModule):
+            self.knowledge, self.storage_policy.logits_from = "labels", None  # its logits need task labels
         if self.replay_mode == "mix" and self.knowledge == "logits":
             self._memory_batches = self._memory_loader(strategy)
         elif self.replay_mode == "mix":

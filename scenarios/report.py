@@ -159,7 +159,10 @@ def verdict_lines(margins_: list[dict]) -> list[str]:
 
 def _knowledge(memory: dict) -> str:
     """What the condensed and selected memories learn from, in words (hard labels or soft targets)."""
-    if memory.get("knowledge", "labels") == "labels":
+    from dcapps.replay import AUTO_KNOWLEDGE
+
+    knowledge = memory.get("knowledge", "labels")
+    if (AUTO_KNOWLEDGE[memory["replay_mode"]] if knowledge == "auto" else knowledge) == "labels":
         return "they are trained on their hard labels"
     if memory["replay_mode"] == "mix":
         return (f"they keep the learner's logits and replay them with DER++'s loss (alpha {memory['alpha']}, "

@@ -174,7 +174,7 @@ def test_mix_memory_records_the_learners_logits_and_learns_them(digits, tmp_path
 
 
 def _memory_without_targets(tmp_path, digits):
-    strategy = _strategy(ipc=2)
+    strategy = _strategy(ipc=2, knowledge="labels")
     strategy.train(_stream(digits).train_stream[0])
     return strategy.save_memory(str(tmp_path / "plain"))
 
@@ -191,6 +191,13 @@ def test_gdumb_memory_learns_a_teachers_targets_and_recondensed_classes_get_new_
     assert old.meta["reduced_to_ipc"] == 2 and old.targets.logits.shape == (4, 10)
     assert not torch.equal(old.targets.logits, first.targets.logits[:4])  # new images, new targets
     assert all(s.targets.source == "teacher" for s in (old, new))
+
+
+def test_knowledge_auto_is_the_learners_logits_in_mix_and_labels_in_gdumb():
+    assert _strategy(ipc=2).memory.logits_from == "learner"
+    assert _strategy(ipc=2, replay_mode="gdumb").memory.logits_from is None
+    assert _strategy(ipc=2, replay_mode="gdumb", knowledge="logits").memory.logits_from == "teacher"
+    assert _strategy(ipc=2, knowledge="labels").memory.logits_from is None
 
 
 def test_a_memory_can_look_through_the_learners_embedding(digits):

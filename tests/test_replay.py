@@ -67,10 +67,15 @@ def per_class(buffer: ReducedSetBuffer) -> dict:
     return {int(c): int((y == c).sum()) for c in torch.unique(y)}
 
 
-@pytest.mark.parametrize("make", [nc, ci], ids=["nc_benchmark", "class_incremental_benchmark"])
-def test_plugin_on_naive_keeps_ipc_per_class_with_matching_items(digits, make):
+@pytest.mark.parametrize("make, knowledge", [(nc, "labels"), (ci, "labels"), (nc, "auto")],
+                         ids=["nc_benchmark", "class_incremental_benchmark", "nc_benchmark-logits"])
+def test_plugin_on_naive_keeps_ipc_per_class_with_matching_items(digits, make, knowledge):
+    """Memory items have the data's tuple, and the learner's logits last when the memory keeps
+    them (knowledge auto in mix)."""
     bench = make(digits)
-    plugin = ReducedSetReplayPlugin(ipc=3, method="dm", method_settings={**TINY, "iterations": 2}, seed=0)
+    plugin = ReducedSetReplayPlugin(ipc=3, method="dm", method_settings={**TINY, "iterations": 2}, seed=0,
+                                    knowledge=knowledge)
+    logits = knowledge != "labels"
     strategy = naive(plugin)
     seen = []
     for exp in bench.train_stream:
@@ -79,9 +84,9 @@ def test_plugin_on_naive_keeps_ipc_per_class_with_matching_items(digits, make):
         assert per_class(plugin.memory) == {c: 3 for c in seen}
         assert len(plugin.memory.buffer) == plugin.memory.max_size == 3 * len(seen)
         real, stored = exp.dataset.eval()[0], plugin.memory.buffer[0]
-        assert len(stored) == len(real)
+        assert len(stored) == len(real) + logits and (not logits or stored[-1].shape == (10,))
         assert stored[0].shape == real[0].shape and stored[0].dtype == real[0].dtype
-        assert all(type(a) is type(b) or torch.is_tensor(a) for a, b in zip(stored[1:], real[1:]))
+        assert all(type(a) is type(b) or torch.is_tensor(a) for a, b in zip(stored[1:len(real)], real[1:]))
         for s in plugin.memory.sets:
             assert not s.images.requires_grad and s.images.device.type == "cpu"
     assert any(k.startswith("Top1_Acc_Stream") for k in strategy.eval(bench.test_stream))
@@ -167,7 +172,7 @@ def test_dmreplay_gdumb_trains_on_memory_from_the_initial_weights(digits):
 
 def test_memory_save_load_round_trip(digits, tmp_path):
     plugin = ReducedSetReplayPlugin(ipc=2, method="herding", kind="select", method_settings={"selection_epochs": 1},
-                                   seed=0)
+                                    seed=0, knowledge="labels")  # a memory of logits: tests/test_knowledge.py
     strategy = naive(plugin)
     for exp in nc(digits).train_stream:
         strategy.train(exp)
@@ -213,7 +218,7 @@ def test_dmreplay_on_avalanches_own_split_mnist(digits_arrays, tmp_path):
     for exp in bench.train_stream[:2]:
         strategy.train(exp)
     real, stored = bench.train_stream[1].dataset.eval()[0], strategy.memory.buffer[0]
-    assert len(stored) == len(real) == 3 and stored[0].shape == real[0].shape == (1, 28, 28)
+    assert len(real) == 3 and len(stored) == 4 and stored[0].shape == real[0].shape == (1, 28, 28)  # + logits
     assert len(strategy.memory) == 2 * 4  # two experiences of two classes, ipc 2
     first = strategy.memory.sets[0]
     assert float(first.images.min()) < -0.3  # normalised as the model sees it (raw pixels are >= 0)
