@@ -107,7 +107,8 @@ def test_run_is_resumed_after_an_interruption(tmp_path, capsys, monkeypatch):
     assert runs["naive"]["per_experience"][1][0] < runs["naive"]["per_experience"][0][0] - 0.2
     assert runs["naive"]["forgetting"] > 0.2 and runs["joint"]["forgetting"] == 0
     assert runs["dmreplay"]["memory_images"] == runs["dmreplay"]["memory_training_images"] == 3 * 10
-    assert runs["dmreplay"]["memory_bytes"] == 3 * 10 * 8 * 8 * 4 and runs["dmreplay"]["memory_time_s"] > 0
+    assert runs["dmreplay"]["memory_bytes"] == 3 * 10 * (8 * 8 + 10) * 4 and runs["dmreplay"]["memory_time_s"] > 0
+    assert runs["dmreplay"]["memory_logit_bytes"] == 3 * 10 * 10 * 4  # the learner's logits (knowledge auto, mix)
     assert (out / runs["dmreplay"]["memory_png"]).read_bytes()[:4] == b"\x89PNG"
     assert (out / "accuracy.png").read_bytes()[:4] == b"\x89PNG"
     assert (out / "matrix.png").read_bytes()[:4] == b"\x89PNG"
