@@ -104,6 +104,25 @@ TERMS = (
          "a share of a sweep's units run by one job (`--shard I/N`, `sweep.Layout.shard`)",
          "the scheduler's word (one job of an array)",
          flags=("--shard",)),
+    Term("soft targets",
+         "a model's logits on a reduced set's training images, with the temperature they are softened "
+         "at and their source: a `teacher` (a network trained on the real data) or the continual "
+         "`learner`; `condense_core.reduced.SoftTargets`, `ReducedSet.targets`",
+         "the distillation literature's word (Hinton et al.); `targets` alone is Avalanche's word for "
+         "a dataset's labels, so the attribute holding them is the set's, never a dataset's",
+         python=("SoftTargets", "soft_labels", "teacher_epochs", "temperature"),
+         flags=("--soft-labels", "--hard")),
+    Term("knowledge",
+         "what a memory keeps of what a model knew besides its labels: `labels`, `logits` (the "
+         "learner's in mix, replayed with DER++'s `alpha` and `beta`; a teacher's in gdumb), or "
+         "`auto` (as measured: logits in mix, labels in gdumb)",
+         "the issue's word (\"condensed memories that carry the model's knowledge\", dark knowledge)",
+         python=("knowledge", "alpha", "beta"), keys=("memory",)),
+    Term("embedding",
+         "the features a network gives an image; a memory method that looks through a trained "
+         "network looks through its `own` or the `learner`'s (`memory.embedding`)",
+         "the word of `net.embed` and of DM, which matches embeddings",
+         python=("embedding",)),
     Term("run state",
          "what a DM-family method builds for one run besides the images, handed to its hooks and "
          "kept in checkpoints (DM: nothing; IDM, M3D: the network queue; LCMat-C: the pool of "
