@@ -9,6 +9,7 @@ works must warn, naming the new one; a replaced flag or key must be refused, nam
 import dataclasses
 import importlib
 import inspect
+import re
 import warnings
 from pathlib import Path
 
@@ -48,17 +49,17 @@ def python_names() -> set[str]:
     return names | {f"condense_core.{n}" for n in condense_core.__all__} | {f"dcapps.{n}" for n in dcapps.__all__}
 
 
-def flags() -> set[str]:
-    """Every option string of every command and action, from the parser itself."""
+def actions() -> list:
+    """Every argparse action of every command and sub-command, from the parser itself."""
     import argparse
 
     from dcapps.cli import COMMANDS, build_parser
 
-    found = set()
+    found = []
 
     def walk(parser):
         for action in parser._actions:
-            found.update(s for s in action.option_strings if s.startswith("--"))
+            found.append(action)
             if isinstance(action, argparse._SubParsersAction):
                 for sub in action.choices.values():
                     walk(sub)
@@ -66,6 +67,16 @@ def flags() -> set[str]:
     for command in COMMANDS:
         walk(build_parser([command]))
     return found
+
+
+def flags() -> set[str]:
+    """Every option string of every command and action."""
+    return {s for action in actions() for s in action.option_strings if s.startswith("--")}
+
+
+def help_texts() -> list[str]:
+    """The help text of every flag and positional of every command."""
+    return [action.help or "" for action in actions()]
 
 
 def yaml_keys() -> set[str]:
@@ -116,6 +127,14 @@ def test_no_replaced_name_stands_beside_its_word():
         assert set(t.flags) <= cli and set(t.keys) <= keys, t.word
     found = replaced(python_names(), cli, keys)
     assert not found, "replaced names still in the public API:\n  " + "\n  ".join(found)
+
+
+def test_no_help_text_shows_a_refused_flag_or_key():
+    """An example in a help text (`--set methods.dm.iterations=50`) must be one the tool accepts."""
+    texts = help_texts()
+    found = [f for f in RENAMED_FLAGS if any(f in t for t in texts)]
+    found += [f"{k}." for k in RENAMED_KEYS if any(re.search(rf"(?<![\w.-]){k}\.\w", t) for t in texts)]
+    assert not found, found
 
 
 def test_the_walk_finds_a_replaced_name_put_back(monkeypatch):

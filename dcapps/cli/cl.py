@@ -42,7 +42,7 @@ def add_arguments(name: str, p: argparse.ArgumentParser) -> None:
                             "unchanged, on other data)")
         p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                        help="override any config key, checked as in the file (e.g. train.lr=0.01, "
-                            "condense.dm.iterations=50; repeat for several); recorded in DIR/sweep.json")
+                            "methods.dm.iterations=50; repeat for several); recorded in DIR/sweep.json")
         add_layout_flags(p)
     p.add_argument("--out", default=None, metavar="DIR", help="output folder (default runs/cl/<name>)")
     p.add_argument("--device", type=device_flag, default=None,
