@@ -32,6 +32,7 @@ from typing import Callable
 from .errors import InputError
 from .outputs import drop_lock, held, remove_temporaries, take_lock
 from .reduced import atomic_write_text
+from .settings import python_name
 
 RANKS_WAIT = timedelta(days=7)  # under torchrun, how long a rank that is done waits for the others
 KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+=-]*")  # a unit's key: also its file names
@@ -54,11 +55,12 @@ class Layout:
         return [k for i, k in enumerate(keys) if i % self.shards == self.shard]
 
 
-def parse_shard(text: str) -> tuple[int, int]:
-    """`I/N` (1 <= I <= N, as a scheduler's array index counts) as the 0-based (shard, shards)."""
+def parse_shard(text: str, spell: Callable[[str], str] = python_name) -> tuple[int, int]:
+    """`I/N` (1 <= I <= N, as a scheduler's array index counts) as the 0-based (shard, shards);
+    an error names the setting as `spell("shard")` (the caller's spelling)."""
     m = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text)
     if not m or not 1 <= int(m.group(1)) <= int(m.group(2)):
-        raise InputError(f"--shard must be I/N with 1 <= I <= N (e.g. 2/4), got {text!r}")
+        raise InputError(f"{spell('shard')} must be I/N with 1 <= I <= N (e.g. 2/4), got {text!r}")
     return int(m.group(1)) - 1, int(m.group(2))
 
 
@@ -69,8 +71,8 @@ Announce = Callable[[str, dict], None]  # (key, result), after each unit, in the
 class Sweep:
     """The units of one output folder: their plan, results and claims."""
 
-    def __init__(self, folder: str, settings: dict | None = None, flag: str = "--out"):
-        self.folder, self.flag = folder, flag
+    def __init__(self, folder: str, settings: dict | None = None, flag: str = "output folder"):
+        self.folder, self.flag = folder, flag  # `flag`: how the caller names the folder (`--out`)
         self.settings = json.loads(json.dumps(settings or {}))  # as it reads back from the file
         self.digest: str | None = None  # `settings_digest` of the folder's recorded settings, once read
         self._made: list[str] = []  # what `plan` made here, for `withdraw`: the record, then folders
@@ -254,7 +256,7 @@ def read_json(path: str) -> object:
             return json.load(f)
     except (OSError, ValueError) as e:  # ValueError: bad JSON or bad UTF-8
         raise InputError(f"{path}: not readable JSON ({type(e).__name__}; a run cut short?): delete it, "
-                         "or give another --out") from None
+                         "or give another output folder") from None
 
 
 def run(sweep: Sweep, keys: list[str], work: Work, layout: Layout, device: str,

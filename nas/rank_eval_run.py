@@ -148,7 +148,7 @@ def run_rank_eval(data: str, proxies: Sequence[str] = (), *, root: str | None = 
               "zero_cost": zero_cost, "ipc": ipc, "condense": condense, "method_settings": settings}
     units = {f"arch{i:03d}": {"arch": arch} for i, arch in enumerate(sampled)}
     with nullcontext(out) if out is not None else tempfile.TemporaryDirectory() as folder:
-        sweep = Sweep(folder, record)
+        sweep = Sweep(folder, record, flag="--out")
         sweep.plan(units, {"space": space, "proxy_files": list(proxies)})  # the first write
         try:
             files = [("", p) for p in proxies] + built_proxies(folder, real, built, ipc, seed, device, settings)

@@ -52,7 +52,7 @@ def open_run(cfg: CLConfig, out: str, info: dict | None = None) -> Sweep:
     check_against_data(cfg, data)
     resolve_device(cfg.device)
     units = plan(cfg)
-    sweep = Sweep(out, cfg.settings())
+    sweep = Sweep(out, cfg.settings(), flag="--out")
     sweep.plan(units, {"config": cfg.as_dict(), **(info or {})}, unit_check(cfg.experiences))
     return sweep
 

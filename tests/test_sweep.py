@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from condense_core import InputError
+from condense_core.settings import flag_name
 from condense_core.sweep import Layout, Sweep, parse_shard
 from dcapps.cli import main
 
@@ -45,8 +46,10 @@ def merged(out) -> dict:
 def test_layout_and_shard_flag():
     assert parse_shard("2/4") == (1, 4) and parse_shard(" 1 / 1 ") == (0, 1)
     for bad in ("0/2", "3/2", "1/0", "a/b", "1"):
-        with pytest.raises(InputError, match="--shard"):
+        with pytest.raises(InputError, match="^shard must be I/N"):
             parse_shard(bad)
+        with pytest.raises(InputError, match="^--shard must be I/N"):  # the caller's spelling
+            parse_shard(bad, flag_name)
     keys = list("abcde")
     assert Layout(shard=0, shards=2).share(keys) == ["a", "c", "e"]
     assert Layout(shard=1, shards=2).share(keys) == ["b", "d"]

@@ -100,9 +100,10 @@ def add_layout_flags(p: argparse.ArgumentParser) -> None:
 
 def layout_of(args: argparse.Namespace):
     """The `condense_core.sweep.Layout` of --workers and --shard."""
+    from condense_core.settings import flag_name
     from condense_core.sweep import Layout, parse_shard
 
-    shard, shards = parse_shard(args.shard) if args.shard is not None else (0, 1)
+    shard, shards = parse_shard(args.shard, flag_name) if args.shard is not None else (0, 1)
     return Layout(workers=args.workers, shard=shard, shards=shards)
 
 
