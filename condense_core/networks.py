@@ -163,7 +163,7 @@ MODELS: dict[str, tuple[type, type]] = {"ConvNet": (ConvNet, ConvNetOptions), "M
 
 def model_name(name: str) -> str:
     """The model's own spelling of `name` (any case: `convnet` -> `ConvNet`); unknown: an input error."""
-    key = {m.lower(): m for m in MODELS}.get(str(name).lower())
+    key = {model.lower(): model for model in MODELS}.get(str(name).lower())
     if key is None:
         raise InputError(f"unknown model {name!r}: choose from {', '.join(MODELS)}")
     return key
@@ -216,19 +216,19 @@ def _misfit(name: str, channels: int, image_size: tuple[int, int], options: dict
     if min(image_size) < 1:
         return "the images are empty"
     with torch.random.fork_rng(devices=[]):  # the probe's initial weights leave the global RNG as it was
-        net = build_model(name, channels, 2, image_size, **{**options, "width": PROBE_WIDTH}).eval()
+        model = build_model(name, channels, 2, image_size, **{**options, "width": PROBE_WIDTH}).eval()
     flat: list[tuple] = []
 
     def watch(module, inputs):
         if module.num_groups == module.num_channels and inputs[0].shape[2:].numel() == 1:
             flat.append(tuple(inputs[0].shape[2:]))
 
-    for m in net.modules():
-        if isinstance(m, nn.GroupNorm):
-            m.register_forward_pre_hook(watch)
+    for module in model.modules():
+        if isinstance(module, nn.GroupNorm):
+            module.register_forward_pre_hook(watch)
     try:
         with torch.no_grad():
-            net(torch.zeros(2, channels, *image_size))
+            model(torch.zeros(2, channels, *image_size))
     except (RuntimeError, ValueError) as e:
         return str(e).splitlines()[0]
     return "its instance norm would normalise 1x1 maps" if flat else None

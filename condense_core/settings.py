@@ -171,7 +171,7 @@ def applicable(cls: type, values: dict) -> dict:
     """The entries of `values` that are settings of `cls` (settings given for several methods at
     once, e.g. a YAML's shared `methods.<key>`, each method taking those it has)."""
     known = settings_of(cls)
-    return {k: v for k, v in values.items() if k in known}
+    return {name: value for name, value in values.items() if name in known}
 
 
 def python_name(name: str) -> str:
@@ -191,7 +191,7 @@ def check(cls: type, values: dict, spell: Callable[[str], str] = python_name, wh
     out = {}
     for name, value in values.items():
         if name not in known:
-            allowed = ", ".join(spell(k) for k in known)
+            allowed = ", ".join(map(spell, known))
             raise InputError(f"unknown setting {spell(name)}{' of ' + what if what else ''} (allowed: {allowed})")
         out[name] = known[name].check(value, spell(name))
     return out

@@ -52,7 +52,7 @@ class Layout:
 
     def share(self, keys: list[str]) -> list[str]:
         """The planned units that are this shard's."""
-        return [k for i, k in enumerate(keys) if i % self.shards == self.shard]
+        return [key for i, key in enumerate(keys) if i % self.shards == self.shard]
 
 
 def parse_shard(text: str, spell: Callable[[str], str] = python_name) -> tuple[int, int]:
@@ -88,7 +88,7 @@ class Sweep:
         differ), and that every finished unit, planned before or now, is whole (`check`) and of
         these settings; a refusal writes nothing. Made once by whichever process comes first;
         processes starting together see one file."""
-        bad = [k for k in units if not KEY.fullmatch(k)]
+        bad = [key for key in units if not KEY.fullmatch(key)]
         if bad:
             raise ValueError(f"unit keys must match {KEY.pattern}: {bad}")
         self._check_structure(required=False)
@@ -105,14 +105,14 @@ class Sweep:
                 record = {"settings": self.settings, "units": {}, "info": {}}
                 self.digest = settings_digest(self.settings)
             else:
-                changed = sorted(k for k in set(self.settings) | set(record["settings"])
-                                 if self.settings.get(k) != record["settings"].get(k))
+                changed = sorted(key for key in set(self.settings) | set(record["settings"])
+                                 if self.settings.get(key) != record["settings"].get(key))
                 if changed:
                     raise InputError(f"{self.folder} holds results made with different settings "
                                      f"({', '.join(changed)}, recorded in {self.file}); use another "
                                      f"{self.flag} or delete it")
-            record["units"] = {**record["units"], **{k: v for k, v in json.loads(json.dumps(units)).items()
-                                                     if k not in record["units"]}}
+            record["units"] = {**record["units"], **{key: unit for key, unit in json.loads(json.dumps(units)).items()
+                                                     if key not in record["units"]}}
             record["info"] = {**record["info"], **(info or {})}
             self._finished(list(record["units"]), record["units"], check)
             atomic_write_text(json.dumps(record, indent=1), self.file)
@@ -156,7 +156,7 @@ class Sweep:
         record = read_json(path)
         if (not isinstance(record, dict) or not isinstance(record.get("settings"), dict)
                 or not isinstance(record.get("units"), dict) or not isinstance(record.get("info"), dict)
-                or not all(isinstance(v, dict) for v in record["units"].values())):
+                or not all(isinstance(unit, dict) for unit in record["units"].values())):
             raise InputError(f"{path}: not the record of a run (damaged or edited): delete it with the folder's "
                              f"units, or give another {self.flag}")
         self.digest = settings_digest(record["settings"])
@@ -192,7 +192,7 @@ class Sweep:
         if result.get(DIGEST) != self.digest:
             raise InputError(f"{path}: made under other settings than {self.file} records (copied from another "
                              f"run, or left over): delete it to run the unit again, or give another {self.flag}")
-        result = {k: v for k, v in result.items() if k != DIGEST}
+        result = {key: value for key, value in result.items() if key != DIGEST}
         if check is not None:
             check(path, result, params or {})
         return result
@@ -202,8 +202,8 @@ class Sweep:
         return self._finished(keys, self.record()["units"], check)
 
     def _finished(self, keys: list[str], units: dict, check) -> dict[str, dict]:
-        found = {k: self.result(k, check, units.get(k)) for k in keys}
-        return {k: r for k, r in found.items() if r is not None}
+        found = {key: self.result(key, check, units.get(key)) for key in keys}
+        return {key: result for key, result in found.items() if result is not None}
 
     def work(self, keys: list[str], work: Work, device: str, announce: Announce | None = None,
              check=None) -> None:

@@ -83,7 +83,8 @@ class CLConfig:
     def settings(self) -> dict:
         """What determines a unit's result: everything but the name, the seeds, the strategies
         and the device."""
-        return {k: v for k, v in self.as_dict().items() if k not in ("name", "seeds", "strategies", "device")}
+        return {key: value for key, value in self.as_dict().items()
+                if key not in ("name", "seeds", "strategies", "device")}
 
     def method_settings(self, strategy: str) -> dict:
         """The settings of the method that builds `strategy`'s memory (none without one): the
@@ -97,7 +98,7 @@ class CLConfig:
 
 def model_options(model: dict) -> dict:
     """The options of the network a `model:` section names (everything but its `name`)."""
-    return {k: v for k, v in model.items() if k != "name"}
+    return {key: value for key, value in model.items() if key != "name"}
 
 
 def config_path(name_or_path: str) -> str:
@@ -173,7 +174,7 @@ def validate(raw: dict) -> CLConfig:
             raise InputError(f"config key {key} is renamed {RENAMED_KEYS[key]}")
         if key not in allowed:
             raise InputError(f"unknown config key {key!s} (allowed: {', '.join(allowed)})")
-    top = check(CLConfig, {k: v for k, v in raw.items() if k not in nested})
+    top = check(CLConfig, {key: value for key, value in raw.items() if key not in nested})
     if not top.get("data"):
         raise InputError("data must be a data spec (digits, cifar10, PATH.npz, DIR/), "
                          f"got {raw.get('data')!r}")
@@ -249,10 +250,10 @@ def _check_methods(methods: dict) -> MethodsSettings:
             if not isinstance(value, dict):
                 raise InputError(f"methods.{key} must be a mapping of {key}'s settings, got {value!r}")
             own = _own_settings(kinds[key], key)
-            for k, v in value.items():
-                if k not in own:
-                    raise InputError(f"unknown config key methods.{key}.{k} (allowed: {', '.join(own)})")
-                out.each.setdefault(key, {})[k] = own[k].check(v, f"methods.{key}.{k}")
+            for setting, given in value.items():
+                if setting not in own:
+                    raise InputError(f"unknown config key methods.{key}.{setting} (allowed: {', '.join(own)})")
+                out.each.setdefault(key, {})[setting] = own[setting].check(given, f"methods.{key}.{setting}")
         elif key in shared_allowed:
             out.shared[key] = shared_allowed[key].check(value, f"methods.{key}")
         else:
