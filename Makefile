@@ -29,6 +29,7 @@ test: $(STAMP) sshd
 
 docs: $(DOCS_STAMP)
 	$(VENV)/bin/mkdocs build --strict --site-dir site
+
 # The hostile-input campaign (tests/harness/hostile_campaign.py): bad and hostile inputs across every
 # command, in two processes of one thread; it exits 1 unless every case is handled (CI runs it after
 # the tests).
