@@ -60,7 +60,10 @@ KNOWLEDGE = ("auto", "labels", "logits")
 # `auto`: what the measurements found better in each replay mode (docs/cl.md, "Memories that keep
 # knowledge"): the learner's logits in mix, the labels in gdumb (a teacher's targets cost accuracy)
 AUTO_KNOWLEDGE = {"mix": "logits", "gdumb": "labels"}
-EMBEDDINGS = ("own", "learner")
+EMBEDDINGS = ("auto", "own", "learner")
+# `auto`: the learner's embedding where it has one and has learnt the experience (mix), else the
+# method's own network (gdumb resets the learner before the memory is built); measured in
+# docs/knowledge.md ("What a memory looks through"): in mix the same accuracy for a third of the time
 LOGITS_FROM = {"mix": "learner", "gdumb": "teacher"}  # where a memory's logits come from, by replay mode
 SET_PATTERN = "experience_{:03d}.pt"
 PRESET = "memory"  # the settings preset every memory method starts from
@@ -88,10 +91,11 @@ class MemorySettings:
                                 "(DER++'s alpha)", low=0)
     beta: float = setting(0.5, "mix with logits: weight of the cross-entropy on the stored labels "
                                "(DER++'s beta)", low=0)
-    embedding: str = setting("own", "what a memory method that looks through a trained network (herding, "
-                                    "k-center, DM's herding start) looks through: own: a network it trains on "
-                                    "the experience; learner: the learner's embedding (iCaRL's way, no "
-                                    "training)", choices=EMBEDDINGS)
+    embedding: str = setting("auto", "what a memory method that looks through a trained network (herding, "
+                                     "k-center, DM's herding start) looks through: own: a network it trains on "
+                                     "the experience; learner: the learner's embedding (iCaRL's way, no "
+                                     "training); auto: the learner's in mix where the model has embed() or "
+                                     "features(), else its own (as measured)", choices=EMBEDDINGS)
 
 
 def class_share(mem_size: int, classes: int, name: str = "mem_size") -> int:
@@ -183,11 +187,12 @@ class ReducedSetBuffer(ExemplarsBuffer):
         self._refresh()
 
     def _embedding(self, learner):
-        """What the memory method looks through: the learner's embedding (`embedding="learner"`:
-        `embed`, else `features`, of the model, in eval mode) or, by default, nothing given."""
-        if self.embedding != "learner":
-            return None
+        """What the memory method looks through: the learner's embedding (`embed`, else
+        `features`, of the model, in eval mode) with `embedding="learner"`, and with `"auto"` where
+        the model has one; otherwise nothing given (the method trains its own network)."""
         part = getattr(learner, "embed", None) or getattr(learner, "features", None)
+        if self.embedding == "own" or (self.embedding == "auto" and part is None):
+            return None
         if part is None:
             raise InputError(f"embedding learner needs a model with embed() or features(), "
                              f"got {type(learner).__name__}")
@@ -464,8 +469,12 @@ class ReducedSetReplayPlugin(ReplayPlugin):
         self.auto = knowledge == "auto"
         knowledge = AUTO_KNOWLEDGE[replay_mode] if knowledge == "auto" else knowledge
         logits_from = LOGITS_FROM[replay_mode] if knowledge == "logits" else None
+        if replay_mode == "gdumb" and embedding == "auto":
+            embedding = "own"  # the learner is reset before the memory is built: it has learnt nothing
         if storage_policy is not None:
             storage_policy.logits_from = logits_from
+            if replay_mode == "gdumb" and storage_policy.embedding == "auto":
+                storage_policy.embedding = "own"
         storage = storage_policy if storage_policy is not None else ReducedSetBuffer(
             ipc, mem_size, method, kind, method_settings, seed, device, logits_from, embedding)
         super().__init__(mem_size=storage.max_size, batch_size=batch_size, batch_size_mem=batch_size_mem,

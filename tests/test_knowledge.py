@@ -48,6 +48,7 @@ def test_soft_targets_round_trip_and_count_in_the_bytes(tmp_path, digits):
                        **TINY).condense(digits)
     assert made.targets is not None and made.targets.source == "teacher" and made.targets.temperature == 4.0
     assert made.targets.logits.shape == (10, 10)
+    assert 0 < made.meta["teacher_time_s"] <= made.meta["wall_time_s"]  # the teacher counts in the set's cost
     assert made.nbytes == 10 * 64 * 4 + 10 * 10 * 4  # images, plus a row of K floats per image
     back = ReducedSet.load(made.save(str(tmp_path / "s.pt")))
     assert torch.equal(back.targets.logits, made.targets.logits) and back.targets.temperature == 4.0
@@ -207,6 +208,26 @@ def test_a_memory_can_look_through_the_learners_embedding(digits):
     assert strategy.memory.sets[0].meta["embedding"] == "given"
     with pytest.raises(InputError, match="embedding"):
         _strategy(ipc=2, embedding="teacher")
+
+
+def test_embedding_auto_is_the_learners_in_mix_and_the_methods_own_in_gdumb(digits):
+    """auto: a learner that has learnt the experience lends its embedding (mix); one reset before
+    the memory is built (gdumb), or one without embed()/features(), does not."""
+    from dcapps.replay import ReducedSetBuffer
+
+    stream = _stream(digits).train_stream
+    mix = _strategy(ipc=2)
+    assert mix.memory.embedding == "auto"
+    mix.train(stream[0])
+    assert mix.memory.sets[0].meta["embedding"] == "given"
+    gdumb = _strategy(ipc=2, replay_mode="gdumb")
+    assert gdumb.memory.embedding == "own"
+    gdumb.train(stream[0])
+    assert "embedding" not in gdumb.memory.sets[0].meta
+    plain = torch.nn.Linear(64, 10)  # no embedding to look through
+    assert ReducedSetBuffer(ipc=2)._embedding(plain) is None
+    with pytest.raises(InputError, match="embed"):
+        ReducedSetBuffer(ipc=2, embedding="learner")._embedding(plain)
 
 
 def test_memory_bytes_count_the_logits(tmp_path):
