@@ -469,14 +469,12 @@ class ReducedSetReplayPlugin(ReplayPlugin):
         self.auto = knowledge == "auto"
         knowledge = AUTO_KNOWLEDGE[replay_mode] if knowledge == "auto" else knowledge
         logits_from = LOGITS_FROM[replay_mode] if knowledge == "logits" else None
-        if replay_mode == "gdumb" and embedding == "auto":
-            embedding = "own"  # the learner is reset before the memory is built: it has learnt nothing
         if storage_policy is not None:
             storage_policy.logits_from = logits_from
-            if replay_mode == "gdumb" and storage_policy.embedding == "auto":
-                storage_policy.embedding = "own"
         storage = storage_policy if storage_policy is not None else ReducedSetBuffer(
             ipc, mem_size, method, kind, method_settings, seed, device, logits_from, embedding)
+        if replay_mode == "gdumb" and storage.embedding == "auto":
+            storage.embedding = "own"  # the learner is reset before the memory is built: it has learnt nothing
         super().__init__(mem_size=storage.max_size, batch_size=batch_size, batch_size_mem=batch_size_mem,
                          storage_policy=storage)
         self.replay_mode, self.knowledge, self.alpha, self.beta = replay_mode, knowledge, alpha, beta
